@@ -1,0 +1,60 @@
+"""Profiles: the same code at three scales, as data (``lib/profiles/<name>.yaml``).
+
+``demo`` (default: any CPU, offline), ``eurosat`` (CPU, the EuroSAT subset as a real target) and
+``paper`` (GPU, the papers' backbones and datasets). A notebook's parameters override its profile;
+``None`` or ``""`` means "keep the profile's value". A profile is never a code branch: code reads the
+resolved values, never the profile's name.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+# every key a profile may hold, with the type its value must have
+SCHEMA: dict[str, tuple[type, ...]] = {
+    "profile": (str,),
+    "model": (str,),
+    "pretrained": (str, type(None)),
+    "device": (str,),
+    "batch_size": (int,),
+    "seed": (int,),
+    "templates": (str,),
+    "datasets": (list,),
+    "demo_test_size": (int, type(None)),
+}
+
+
+class ProfileError(ValueError):
+    """An unknown profile, key or a value of the wrong type; the message names it."""
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def _check(key: str, value, source: str) -> None:
+    if key not in SCHEMA:
+        raise ProfileError(f"{source}: unknown parameter {key!r}; known: {sorted(SCHEMA)}")
+    allowed = SCHEMA[key]
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        names = " or ".join(t.__name__ for t in allowed)
+        raise ProfileError(f"{source}: parameter {key!r} must be {names}, got {type(value).__name__} {value!r}")
+
+
+def load(name: str = "demo", **overrides) -> dict:
+    """The resolved settings of profile ``name`` with ``overrides`` applied (None / "" are ignored)."""
+    path = PROFILE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ProfileError(f"unknown profile {name!r}; available: {available()}")
+    settings = yaml.safe_load(path.read_text())
+    for key, value in settings.items():
+        _check(key, value, str(path))
+    for key, value in overrides.items():
+        if value is None or value == "":
+            continue
+        _check(key, value, "notebook parameter")
+        settings[key] = value
+    return settings
