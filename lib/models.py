@@ -1,0 +1,242 @@
+"""Model loading and encoding over open_clip: one handle for every profile.
+
+``load_model(name, pretrained, device)`` accepts
+* any open_clip architecture with an open_clip pretrained tag (``"ViT-B-32", "openai"``): the real
+  download path, for users with a network;
+* a local checkpoint path (``.pt`` / ``.bin`` / ``.safetensors``), loaded through open_clip;
+* ``None``: random weights (timings, tests);
+* ``"demo"``: the tiny demo-world model that ``lib.pretrain`` trains on CPU and caches.
+
+The demo architecture ``demo-tiny-vit`` ships as an open_clip config in ``lib/model_configs`` and is
+registered on import. Besides global features the handle gives the pre-projection [CLS] token (FAIR's
+f_CLS), the patch tokens (CC-CDFSL's local features) and the last block's per-head [CLS]->patch
+attention (the attention maps of notebook 03).
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Sequence
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+DEMO_MODEL = "demo-tiny-vit"
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+
+open_clip.add_model_config(CONFIG_DIR)
+
+
+class ModelLoadError(RuntimeError):
+    """A model name, tag or checkpoint that cannot be loaded; the message names the culprit."""
+
+
+@dataclass
+class ModelHandle:
+    """A loaded open_clip model with its preprocessing and tokenizer.
+
+    ``encode_calls`` counts batches sent through either encoder; the feature-cache tests use it to
+    show that a warm run encodes nothing.
+    """
+
+    model: torch.nn.Module
+    preprocess: Callable
+    tokenizer: Callable
+    name: str
+    pretrained: str | None
+    device: torch.device
+    encode_calls: int = field(default=0)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Content hash of the architecture config, every weight and the preprocessing."""
+        h = hashlib.sha256()
+        h.update(json.dumps(open_clip.get_model_config(self.name), sort_keys=True).encode())
+        h.update(repr(self.preprocess).encode())
+        for key, tensor in sorted(self.model.state_dict().items()):
+            h.update(key.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    @property
+    def image_size(self) -> int:
+        size = self.model.visual.image_size
+        return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        return tuple(self.model.visual.grid_size)
+
+
+def _check_name(name: str) -> None:
+    known = open_clip.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=5)
+        hint = f"; did you mean {close}?" if close else ""
+        raise ModelLoadError(f"unknown open_clip model name {name!r}{hint} (open_clip.list_models() lists all)")
+
+
+def _resolve_pretrained(name: str, pretrained: str | None) -> str | None:
+    """Map the project's tags to what open_clip accepts, with errors that name the culprit."""
+    if pretrained is None or pretrained == "":
+        return None
+    if pretrained == "demo":
+        if name != DEMO_MODEL:
+            raise ModelLoadError(f"pretrained='demo' exists only for {DEMO_MODEL!r}, not {name!r}")
+        from lib.pretrain import demo_checkpoint  # local import: pretrain imports this module
+
+        return str(demo_checkpoint())
+    looks_like_path = pretrained.endswith(CHECKPOINT_SUFFIXES) or "/" in pretrained or "\\" in pretrained
+    if looks_like_path:
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"checkpoint file not found: {path} (for model {name!r})")
+        return str(path)
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained not in tags:
+        raise ModelLoadError(
+            f"model {name!r} has no open_clip pretrained tag {pretrained!r}; known tags: {sorted(tags)}"
+        )
+    return pretrained
+
+
+def load_model(name: str, pretrained: str | None = None, device: str | torch.device = "cpu") -> ModelHandle:
+    """Load an open_clip model (architecture ``name``) with weights ``pretrained``; see the module doc."""
+    _check_name(name)
+    weights = _resolve_pretrained(name, pretrained)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights, device=device)
+    except RuntimeError as err:
+        if weights is not None and Path(weights).is_file() and (
+            "size mismatch" in str(err) or "Missing key" in str(err) or "Unexpected key" in str(err)
+        ):
+            first = str(err).strip().splitlines()
+            detail = next((line.strip() for line in first if "size mismatch" in line or "key" in line), first[0])
+            raise ModelLoadError(
+                f"checkpoint {weights} does not fit architecture {name!r}: {detail}"
+            ) from err
+        raise
+    model.eval()
+    return ModelHandle(model, preprocess, open_clip.get_tokenizer(name), name, pretrained, torch.device(device))
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoding: tensors in, L2-normalised tensors out
+
+
+@torch.no_grad()
+def encode_images(handle: ModelHandle, pixels: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) preprocessed pixels -> (B, d) L2-normalised image features."""
+    handle.encode_calls += 1
+    return F.normalize(handle.model.encode_image(pixels.to(handle.device)).float(), dim=-1)
+
+
+@torch.no_grad()
+def encode_texts(handle: ModelHandle, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """List of strings -> (T, d) L2-normalised text features."""
+    out = []
+    for start in range(0, len(texts), batch_size):
+        handle.encode_calls += 1
+        tokens = handle.tokenizer(list(texts[start:start + batch_size])).to(handle.device)
+        out.append(F.normalize(handle.model.encode_text(tokens).float(), dim=-1))
+    return torch.cat(out).cpu()
+
+
+@torch.no_grad()
+def image_tokens(handle: ModelHandle, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Global features plus pre-projection tokens of the last layer (after the final LayerNorm).
+
+    Returns ``features`` (B, d) normalised, ``cls`` (B, h) the pre-projection [CLS] token (FAIR's
+    f_CLS, eq. 11 of fair_paper.txt) and ``patches`` (B, L, h) the patch tokens. Project patches with
+    ``handle.model.visual.proj`` to compare them with text.
+    """
+    handle.encode_calls += 1
+    out = handle.model.visual.forward_intermediates(
+        pixels.to(handle.device), indices=1, normalize_intermediates=True,
+        output_fmt="NLC", output_extra_tokens=True,
+    )
+    return {
+        "features": F.normalize(out["image_features"].float(), dim=-1),
+        "cls": out["image_intermediates_prefix"][-1][:, 0].float(),
+        "patches": out["image_intermediates"][-1].float(),
+    }
+
+
+def attention_maps(handle: ModelHandle, pixels: torch.Tensor) -> torch.Tensor:
+    """Last block's per-head [CLS]->patch attention, renormalised over patches: (B, heads, gh, gw).
+
+    open_clip calls ``nn.MultiheadAttention`` with ``need_weights=False``, so a forward pre-hook on
+    the last block's ``attn`` captures its (already LayerNorm-ed) input and the weights are recomputed
+    from ``in_proj_weight``: softmax(q k^T / sqrt(d_head)). The [CLS] row drops its self-attention
+    entry and is renormalised so each map sums to 1 over the patch grid.
+    """
+    blocks = handle.model.visual.transformer.resblocks
+    attn = blocks[-1].attn
+    if not isinstance(attn, torch.nn.MultiheadAttention):
+        raise NotImplementedError(f"attention maps need nn.MultiheadAttention blocks; {handle.name} has {type(attn).__name__}")
+    captured = {}
+
+    def hook(module, args, kwargs):
+        captured["x"] = args[0] if args else kwargs["query"]
+
+    remove = attn.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            handle.model.visual(pixels.to(handle.device))
+    finally:
+        remove.remove()
+    handle.encode_calls += 1
+    x = captured["x"]
+    if not attn.batch_first and not handle.model.visual.transformer.batch_first:
+        x = x.transpose(0, 1)
+    b, length, width = x.shape
+    heads = attn.num_heads
+    q, k, _ = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    q = q.reshape(b, length, heads, -1).transpose(1, 2)
+    k = k.reshape(b, length, heads, -1).transpose(1, 2)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1)
+    cls_to_patch = weights[:, :, 0, 1:]
+    cls_to_patch = cls_to_patch / cls_to_patch.sum(-1, keepdim=True)
+    gh, gw = handle.patch_grid
+    return cls_to_patch.reshape(b, heads, gh, gw).float().cpu()
+
+
+def encode_dataset(handle: ModelHandle, dataset, batch_size: int = 256, desc: str | None = None,
+                   num_workers: int = 0) -> torch.Tensor:
+    """Every image of ``dataset`` (items ``(PIL image, label)``) -> (N, d) normalised features."""
+    loader = torch.utils.data.DataLoader(
+        _Preprocessed(dataset, handle.preprocess), batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
+    feats = [encode_images(handle, pixels).cpu() for pixels in tqdm(loader, desc=desc or f"encode {getattr(dataset, 'name', 'images')}")]
+    return torch.cat(feats) if feats else torch.empty(0, handle.model.visual.output_dim)
+
+
+class _Preprocessed(torch.utils.data.Dataset):
+    """Applies a model's preprocessing to a dataset of (PIL image, label) items; yields pixels only."""
+
+    def __init__(self, dataset, preprocess):
+        self.dataset, self.preprocess = dataset, preprocess
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.preprocess(self.dataset[i][0])
+
+
+def zero_shot_classifier(handle: ModelHandle, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    """(C, d) class embeddings: normalised mean of normalised template embeddings (CLIP's ensemble)."""
+    handle.encode_calls += 1
+    with torch.no_grad():
+        weights = open_clip.build_zero_shot_classifier(
+            handle.model, handle.tokenizer, list(classnames), list(templates), num_classes_per_batch=None,
+            device=handle.device,
+        )
+    return weights.T.float().cpu()
