@@ -1,0 +1,72 @@
+"""The one place notebooks write results: figures, tables and headline numbers.
+
+Everything goes to ``<figures root>/<notebook>/<name>.{png,csv,json}`` (root from
+``lib.locations.figures_dir``), written to a temporary name and renamed, so an interrupted run never
+leaves a half-written file where a good one was. PNGs are saved at a modest dpi with fixed metadata,
+so the same figure gives the same bytes twice.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from lib.locations import figures_dir
+
+DPI = 100
+THEME = {"style": "whitegrid", "context": "notebook", "font_scale": 0.9}
+
+
+def use_theme() -> None:
+    """The seaborn theme of every figure in the companion."""
+    sns.set_theme(**THEME)
+
+
+def _target(notebook: str, name: str, suffix: str, root=None) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"output name {name!r} must be a plain file name")
+    folder = figures_dir(root) / notebook
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}{suffix}"
+
+
+def _atomic(path: Path, write) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_figure(fig, notebook: str, name: str, root=None) -> Path:
+    """Save ``fig`` as ``<root>/<notebook>/<name>.png`` (deterministic bytes)."""
+    path = _target(notebook, name, ".png", root)
+    return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight",
+                                                 metadata={"Software": None}))
+
+
+def save_table(table: pd.DataFrame, notebook: str, name: str, root=None, float_format: str = "%.2f") -> Path:
+    """Save a table as csv (rounded with ``float_format``, so reruns compare byte for byte)."""
+    path = _target(notebook, name, ".csv", root)
+    return _atomic(path, lambda tmp: table.to_csv(tmp, float_format=float_format))
+
+
+def save_headline(numbers: dict, notebook: str, root=None) -> Path:
+    """The notebook's headline numbers (``headline.json``), asserted by tests against the committed copy."""
+    for key, value in numbers.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ValueError(f"headline {key!r} must be a finite number, got {value!r}")
+    path = _target(notebook, "headline", ".json", root)
+    text = json.dumps({k: round(float(v), 4) for k, v in sorted(numbers.items())}, indent=1) + "\n"
+    return _atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def close(fig) -> None:
+    plt.close(fig)
