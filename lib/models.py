@@ -214,7 +214,7 @@ def encode_dataset(handle: ModelHandle, dataset, batch_size: int = 256, desc: st
     loader = torch.utils.data.DataLoader(
         _Preprocessed(dataset, handle.preprocess), batch_size=batch_size, shuffle=False, num_workers=num_workers
     )
-    feats = [encode_images(handle, pixels).cpu() for pixels in tqdm(loader, desc=desc or f"encode {getattr(dataset, 'name', 'images')}")]
+    feats = [encode_images(handle, pixels).cpu() for pixels in tqdm(loader, desc=desc or f"encode {getattr(dataset, 'name', 'images')}", disable=None)]
     return torch.cat(feats) if feats else torch.empty(0, handle.model.visual.output_dim)
 
 
