@@ -110,8 +110,10 @@ def test_attention_maps_match_torch_attention_weights(handle, pixels):
     """The recomputed weights equal nn.MultiheadAttention's own per-head weights on the same input."""
     attn = handle.model.visual.transformer.resblocks[-1].attn
     captured = {}
-    remove = attn.register_forward_pre_hook(lambda m, a, k: captured.setdefault("x", a[0] if a else k["query"]),
-                                            with_kwargs=True)
+    def hook(module, args, kwargs):
+        captured["x"] = args[0] if args else kwargs["query"]
+
+    remove = attn.register_forward_pre_hook(hook, with_kwargs=True)
     with torch.no_grad():
         handle.model.visual(pixels)
     remove.remove()
