@@ -230,13 +230,3 @@ class _Preprocessed(torch.utils.data.Dataset):
     def __getitem__(self, i):
         return self.preprocess(self.dataset[i][0])
 
-
-def zero_shot_classifier(handle: ModelHandle, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
-    """(C, d) class embeddings: normalised mean of normalised template embeddings (CLIP's ensemble)."""
-    handle.encode_calls += 1
-    with torch.no_grad():
-        weights = open_clip.build_zero_shot_classifier(
-            handle.model, handle.tokenizer, list(classnames), list(templates), num_classes_per_batch=None,
-            device=handle.device,
-        )
-    return weights.T.float().cpu()
