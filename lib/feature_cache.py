@@ -20,7 +20,7 @@ and the dataset's display name or location.
 
 Layout: ``<root>/<key[:2]>/<key>.pt`` holds the value (a tensor or a dict of tensors, always on the
 CPU), ``<key>.json`` next to it the key parts for debugging. Writes are atomic (a temporary
-``<name>.<pid>.tmp`` then ``os.replace``), so a crash never leaves a half-written entry; an
+``lib.locations.atomic_write``), so a crash never leaves a half-written entry; an
 unreadable entry is reported with a warning and recomputed.
 
 No module-level default instance: callers pass a ``FeatureCache`` or get a fresh one, rooted at
@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
@@ -39,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 import torch
 
 from lib import models
-from lib.locations import cache_dir
+from lib.locations import atomic_write, cache_dir
 
 # Part of every key: bump when the stored format or the meaning of a cached kind changes.
 CACHE_FORMAT = 1
@@ -153,9 +152,9 @@ class FeatureCache:
         self.misses += 1
         value = _to_storable(compute())
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._write_atomic(path, lambda f: torch.save(value, f))
+        atomic_write(path, lambda f: torch.save(value, f))
         # debugging aid only: the .pt above is the entry
-        self._write_atomic(path.with_suffix(".json"), lambda f: f.write(
+        atomic_write(path.with_suffix(".json"), lambda f: f.write(
             json.dumps({"key": key, "cache_format": CACHE_FORMAT, "parts": parts}, sort_keys=True, indent=1).encode()
         ))
         return value
@@ -174,17 +173,6 @@ class FeatureCache:
             return None
         return value
 
-    @staticmethod
-    def _write_atomic(path: Path, write: Callable) -> None:
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The one place notebooks write results: figures, tables and headline numbers.
 
 Everything goes to ``<figures root>/<notebook>/<name>.{png,csv,json}`` (root from
-``lib.locations.figures_dir``), written to a temporary name and renamed, so an interrupted run never
+``lib.locations.figures_dir``) through ``lib.locations.atomic_write``, so an interrupted run never
 leaves a half-written file where a good one was. PNGs are saved at a modest dpi with fixed metadata,
 so the same figure gives the same bytes twice.
 """
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lib.locations import figures_dir
+from lib.locations import atomic_write, figures_dir
 
 DPI = 100
 THEME = {"style": "whitegrid", "context": "notebook", "font_scale": 0.9}
@@ -35,27 +34,17 @@ def _target(notebook: str, name: str, suffix: str, root=None) -> Path:
     return folder / f"{name}{suffix}"
 
 
-def _atomic(path: Path, write) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def save_figure(fig, notebook: str, name: str, root=None) -> Path:
     """Save ``fig`` as ``<root>/<notebook>/<name>.png`` (deterministic bytes)."""
     path = _target(notebook, name, ".png", root)
-    return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight",
-                                                 metadata={"Software": None}))
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight",
+                                                    metadata={"Software": None}))
 
 
 def save_table(table: pd.DataFrame, notebook: str, name: str, root=None, float_format: str = "%.2f") -> Path:
     """Save a table as csv (rounded with ``float_format``, so reruns compare byte for byte)."""
     path = _target(notebook, name, ".csv", root)
-    return _atomic(path, lambda tmp: table.to_csv(tmp, float_format=float_format))
+    return atomic_write(path, lambda f: f.write(table.to_csv(float_format=float_format).encode()))
 
 
 def save_headline(numbers: dict, notebook: str, root=None) -> Path:
@@ -65,7 +54,7 @@ def save_headline(numbers: dict, notebook: str, root=None) -> Path:
             raise ValueError(f"headline {key!r} must be a finite number, got {value!r}")
     path = _target(notebook, "headline", ".json", root)
     text = json.dumps({k: round(float(v), 4) for k, v in sorted(numbers.items())}, indent=1) + "\n"
-    return _atomic(path, lambda tmp: tmp.write_text(text))
+    return atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def close(fig) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -34,10 +33,11 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from lib import demo, prompts
-from lib.locations import cache_dir
+from lib.locations import atomic_write, cache_dir
 from lib.models import CONFIG_DIR, DEMO_MODEL
 
 PRETRAIN_VERSION = 5  # bump when the training loop or the loss changes: part of the recipe hash
@@ -104,8 +104,6 @@ def pretrain(recipe: dict = RECIPE, progress: bool = True):
     renders = [demo.render(demo.DOMAINS["clean"], pool, seed=1000 + r) for r in range(recipe["renders_per_digit"])]
     images = np.concatenate([r[0] for r in renders])
     labels = torch.from_numpy(np.concatenate([r[1] for r in renders]))
-    from PIL import Image
-
     pixels = torch.stack([preprocess(Image.fromarray(im)) for im in images])
     caption_pool = captions_per_class()
     captions = [c for per_class in caption_pool for c in per_class]
@@ -153,12 +151,10 @@ def demo_checkpoint(recipe: dict = RECIPE, progress: bool = True) -> Path:
     if path.is_file():
         return path
     model, history = pretrain(recipe, progress=progress)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)  # atomic: a killed run never leaves half a checkpoint
     meta = {"recipe": recipe, "seconds": history["seconds"], "images": history["images"],
             "final_loss": history["loss"][-1], "torch": torch.__version__}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    atomic_write(path, lambda f: torch.save(model.state_dict(), f))  # the checkpoint last: it marks completion
     return path
 
 
