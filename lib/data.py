@@ -237,6 +237,22 @@ class CoOpDataset(ImageListDataset):
         return data, [names[label][0] for label in range(len(names))]
 
 
+def _key_rest_lines(listing: Path, raw: bytes, form: str) -> list[tuple[str, str, int]]:
+    """Parse ``<key> <rest with spaces>`` lines (CoOp's ImageNet and FGVCAircraft listings).
+
+    Returns ``(key, rest, line number)`` per non-empty line.
+    """
+    rows = []
+    for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        key, _, rest = line.strip().partition(" ")
+        if not rest.strip():
+            raise DatasetError(f"{listing}: line {n} {line!r} is not '{form}'")
+        rows.append((key, rest.strip(), n))
+    return rows
+
+
 class ImageNetDataset(ImageListDataset):
     """CoOp's ImageNet: ``imagenet/classnames.txt`` (``n01440764 tench``) and ``imagenet/images/{train,val}``.
 
@@ -253,15 +269,10 @@ class ImageNetDataset(ImageListDataset):
         listing = folder / "classnames.txt"
         raw = _read_bytes(listing, "ImageNet class list", IMAGENET_LAYOUT)
         wnid_names: dict[str, str] = {}
-        for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            wnid, _, cname = line.strip().partition(" ")
-            if not cname.strip():
-                raise DatasetError(f"{listing}: line {n} {line!r} is not '<wnid> <class name>'")
+        for wnid, cname, n in _key_rest_lines(listing, raw, "<wnid> <class name>"):
             if wnid in wnid_names:
                 raise DatasetError(f"{listing}: line {n} repeats the class folder {wnid}")
-            wnid_names[wnid] = cname.strip()
+            wnid_names[wnid] = cname
         wnids = sorted(wnid_names)
         split_dir = folder / "images" / ("train" if split == "train" else "val")
         _require_dir(split_dir, f"ImageNet {split} image folder", IMAGENET_LAYOUT)
@@ -295,7 +306,7 @@ class FGVCAircraftDataset(ImageListDataset):
         listings = {s: folder / f"images_variant_{s}.txt" for s in SPLITS}
         raws = {s: _read_bytes(listings[s], "FGVCAircraft listing", FGVC_LAYOUT)
                 for s in (SPLITS if not variants_file.exists() else (split,))}
-        rows = {s: self._parse(listings[s], raw) for s, raw in raws.items()}
+        rows = {s: _key_rest_lines(listings[s], raw, "<image id> <variant>") for s, raw in raws.items()}
         if variants_file.exists():
             variants_raw = _read_bytes(variants_file, "FGVCAircraft variant list", FGVC_LAYOUT)
             classnames = [v.strip() for v in variants_raw.decode("utf-8").splitlines() if v.strip()]
@@ -304,26 +315,14 @@ class FGVCAircraftDataset(ImageListDataset):
             classnames = sorted({variant for r in rows.values() for _, variant, _ in r})
             blobs = tuple(raws[s] for s in SPLITS)
         index = {cname: label for label, cname in enumerate(classnames)}
-        for _, variant, where in rows[split]:
+        for _, variant, n in rows[split]:
             if variant not in index:
-                raise DatasetError(f"FGVCAircraft: {where} names variant {variant!r}, "
+                raise DatasetError(f"FGVCAircraft: {listings[split]} line {n} names variant {variant!r}, "
                                    f"which {variants_file} does not list")
         super().__init__("FGVCAircraft", split, classnames,
                          [folder / "images" / f"{image_id}.jpg" for image_id, _, _ in rows[split]],
                          [index[variant] for _, variant, _ in rows[split]],
                          _digest({"layout": "coop", "dataset": "FGVCAircraft", "split": split}, *blobs))
-
-    @staticmethod
-    def _parse(listing: Path, raw: bytes) -> list[tuple[str, str, str]]:
-        rows = []
-        for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            image_id, _, variant = line.strip().partition(" ")
-            if not variant.strip():
-                raise DatasetError(f"{listing}: line {n} {line!r} is not '<image id> <variant>'")
-            rows.append((image_id, variant.strip(), f"{listing} line {n}"))
-        return rows
 
 
 def _stratified_parts(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
