@@ -13,6 +13,20 @@ FGVCAircraft (``images_variant_<split>.txt``) have their own readers. When a dat
 absent, ``load_dataset`` falls back to the matching ``torchvision.datasets`` class, which can also
 download it (``download=True``; never at test time).
 
+The LaZSL tables add (one reader each, same protocol):
+
+* CUB-200-2011 (``CUBDataset``) in its official archive layout, ``<root>/CUB_200_2011/`` with
+  ``images.txt``, ``image_class_labels.txt``, ``train_test_split.txt``, ``classes.txt`` and ``images/``;
+  class names lose the "001." prefix and their underscores. "test" is the official test split;
+  "train" and "val" are a seeded, class-stratified 80/20 split of the official train split.
+* Places365 through ``torchvision.datasets.Places365`` only (``TORCHVISION_DATASETS``; small images
+  under ``<root>/places365/``): "test" is its "val" split, "train"/"val" are carved 80/20 from
+  "train-standard"; class names "/a/apartment_building/outdoor" read "apartment building outdoor".
+* The test-only ImageNet variants (``IMAGENET_VARIANTS``: ImageNetV2, ImageNetSketch, ImageNetA,
+  ImageNetR) in CoOp's folders, named with ImageNet's ``<root>/imagenet/classnames.txt``. ImageNetA and
+  ImageNetR keep only the classes whose folders exist (200 in the real data), in ImageNet's order and
+  relabelled 0..K-1; every variant's ``imagenet_indices`` maps its labels to ImageNet class indices.
+
 Every dataset has the same protocol as ``lib.demo.DemoDataset``: ``name``, ``split``,
 ``classnames`` (index = label), ``paths``, ``labels`` (LongTensor), ``fingerprint`` (a content hash
 that does not depend on where the root is, so moving the data keeps feature caches valid), and
@@ -23,9 +37,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -53,14 +68,21 @@ class TorchvisionSource:
     cls: str
     folder: str
     native: tuple[str, str, str] | None = None
+    subdir: str = ""  # torchvision's own root under the data root ("": the data root itself)
+    options: tuple[tuple[str, Any], ...] = ()  # further keyword arguments of the class
+    rename: Callable[[str], str] | None = None  # its class names -> ours (None: keep them)
+    contents: str = "..."  # what the folder holds, for error messages
+
+    def layout(self) -> str:
+        return f"<root>/{self.folder}/{self.contents} (torchvision.datasets.{self.cls})"
 
     def open(self, root: Path, native_split: str | None, download: bool) -> Any:
         import torchvision.datasets
 
-        kwargs: dict[str, Any] = {"download": download}
+        kwargs: dict[str, Any] = {"download": download, **dict(self.options)}
         if native_split is not None:
             kwargs["split"] = native_split
-        return getattr(torchvision.datasets, self.cls)(str(root), **kwargs)
+        return getattr(torchvision.datasets, self.cls)(str(Path(root, self.subdir)), **kwargs)
 
 
 @dataclass(frozen=True)
@@ -96,21 +118,90 @@ COOP_DATASETS: dict[str, CoOpEntry] = {
                             TorchvisionSource("Caltech101", "caltech101/101_ObjectCategories")),
 }
 IMAGENET_LAYOUT = "<root>/imagenet/classnames.txt and <root>/imagenet/images/{train,val}/<wnid>/..."
+IMAGENET_CLASSES = "<root>/imagenet/classnames.txt"
 FGVC_LAYOUT = "<root>/fgvc_aircraft/images_variant_{train,val,test}.txt and <root>/fgvc_aircraft/images/<id>.jpg"
+CUB_LAYOUT = ("<root>/CUB_200_2011/{images,image_class_labels,train_test_split,classes}.txt and "
+              "<root>/CUB_200_2011/images/<class folder>/<image>.jpg")
+
+
+def _places365_classname(category: str) -> str:
+    """Places365's "/a/apartment_building/outdoor" -> "apartment building outdoor" (the usual zero-shot name)."""
+    parts = category.strip("/").split("/")
+    if len(parts) > 1 and len(parts[0]) == 1:  # the initial-letter folder
+        parts = parts[1:]
+    return " ".join(part.replace("_", " ") for part in parts)
+
+
+# Datasets read only through torchvision (no CoOp split file).
+TORCHVISION_DATASETS: dict[str, TorchvisionSource] = {
+    "Places365": TorchvisionSource(
+        "Places365", "places365", ("train-standard", "train-standard", "val"), subdir="places365",
+        options=(("small", True),), rename=_places365_classname,
+        contents="{categories_places365.txt, places365_train_standard.txt, places365_val.txt, "
+                 "data_256_standard/, val_256/}"),
+}
+
+
+@dataclass(frozen=True)
+class ImageNetVariant:
+    """Where a test-only ImageNet variant keeps its images: ``<root>/<folder>/<class folder>/<image>``.
+
+    Class folders are ImageNet class indices 0..999 when ``by_index`` (ImageNetV2), else WordNet ids.
+    ``subset``: the dataset covers only the classes whose folders exist (ImageNet-A/R, 200 classes).
+    """
+
+    folder: str
+    by_index: bool = False
+    subset: bool = False
+
+    def layout(self) -> str:
+        classes = "<class index 0..999>" if self.by_index else "<wnid>"
+        return f"<root>/{self.folder}/{classes}/<image> and {IMAGENET_CLASSES}"
+
+
+# CoOp's DATASETS.md folders of the ImageNet variants.
+IMAGENET_VARIANTS: dict[str, ImageNetVariant] = {
+    "ImageNetV2": ImageNetVariant("imagenetv2/imagenetv2-matched-frequency-format-val", by_index=True),
+    "ImageNetSketch": ImageNetVariant("imagenet-sketch/images"),
+    "ImageNetA": ImageNetVariant("imagenet-adversarial/imagenet-a", subset=True),
+    "ImageNetR": ImageNetVariant("imagenet-rendition/imagenet-r", subset=True),
+}
+VARIANT_SPLITS = ("test",)
+
+
+def known_names() -> list[str]:
+    """Every dataset name ``load_dataset`` reads, in registry spelling."""
+    return [*COOP_DATASETS, "ImageNet", "FGVCAircraft", "CUB", *TORCHVISION_DATASETS, *IMAGENET_VARIANTS]
 
 
 def canonical_name(name: str) -> str:
     """The registry spelling of a dataset name, looked up case-insensitively."""
-    known = [*COOP_DATASETS, "ImageNet", "FGVCAircraft"]
+    known = known_names()
     for candidate in known:
         if candidate.lower() == str(name).lower():
             return candidate
     raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(known, key=str.lower))}")
 
 
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
+def layout_of(name: str) -> str:
+    """The on-disk layout a dataset is read from (its CoOp layout when it also has a torchvision one)."""
+    name = canonical_name(name)
+    if name in COOP_DATASETS:
+        return COOP_DATASETS[name].layout()
+    if name in TORCHVISION_DATASETS:
+        return TORCHVISION_DATASETS[name].layout()
+    if name in IMAGENET_VARIANTS:
+        return IMAGENET_VARIANTS[name].layout()
+    return {"ImageNet": IMAGENET_LAYOUT, "FGVCAircraft": FGVC_LAYOUT, "CUB": CUB_LAYOUT}[name]
+
+
+def _check_split(split: str, name: str | None = None, splits: tuple[str, ...] = SPLITS) -> None:
+    if split in splits:
+        return
+    if name is not None and len(splits) == 1:
+        raise DatasetError(f"{name} is test-only: split must be {splits[0]!r}, got {split!r}")
+    whose = f"{name}: " if name is not None else ""
+    raise DatasetError(f"{whose}split must be one of {splits}, got {split!r}")
 
 
 def _digest(header: dict, *blobs: bytes) -> str:
@@ -242,8 +333,12 @@ def _key_rest_lines(listing: Path, raw: bytes, form: str) -> list[tuple[str, str
 
     Returns ``(key, rest, line number)`` per non-empty line.
     """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{listing} is not UTF-8 text: {err}") from err
     rows = []
-    for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         key, _, rest = line.strip().partition(" ")
@@ -251,6 +346,27 @@ def _key_rest_lines(listing: Path, raw: bytes, form: str) -> list[tuple[str, str
             raise DatasetError(f"{listing}: line {n} {line!r} is not '{form}'")
         rows.append((key, rest.strip(), n))
     return rows
+
+
+def _visible(folder: Path, dirs: bool) -> list[Path]:
+    """The sorted sub-folders (``dirs``) or files of ``folder``, hidden entries left out."""
+    return sorted(p for p in folder.iterdir() if (p.is_dir() if dirs else p.is_file()) and not p.name.startswith("."))
+
+
+def _imagenet_classes(root: Path, layout: str) -> tuple[list[str], dict[str, str], bytes, Path]:
+    """ImageNet's classes from ``<root>/imagenet/classnames.txt`` (``n01440764 tench`` lines).
+
+    Returns the sorted WordNet ids (label order, as CoOp sorts the class folders), their names, the
+    file's bytes and its path.
+    """
+    listing = root / "imagenet" / "classnames.txt"
+    raw = _read_bytes(listing, "ImageNet class list", layout)
+    wnid_names: dict[str, str] = {}
+    for wnid, cname, n in _key_rest_lines(listing, raw, "<wnid> <class name>"):
+        if wnid in wnid_names:
+            raise DatasetError(f"{listing}: line {n} repeats the class folder {wnid}")
+        wnid_names[wnid] = cname
+    return sorted(wnid_names), wnid_names, raw, listing
 
 
 class ImageNetDataset(ImageListDataset):
@@ -266,22 +382,15 @@ class ImageNetDataset(ImageListDataset):
         root = Path(root).expanduser()
         folder = root / "imagenet"
         _require_dir(folder, "ImageNet dataset folder", IMAGENET_LAYOUT)
-        listing = folder / "classnames.txt"
-        raw = _read_bytes(listing, "ImageNet class list", IMAGENET_LAYOUT)
-        wnid_names: dict[str, str] = {}
-        for wnid, cname, n in _key_rest_lines(listing, raw, "<wnid> <class name>"):
-            if wnid in wnid_names:
-                raise DatasetError(f"{listing}: line {n} repeats the class folder {wnid}")
-            wnid_names[wnid] = cname
-        wnids = sorted(wnid_names)
+        wnids, wnid_names, raw, listing = _imagenet_classes(root, IMAGENET_LAYOUT)
         split_dir = folder / "images" / ("train" if split == "train" else "val")
         _require_dir(split_dir, f"ImageNet {split} image folder", IMAGENET_LAYOUT)
         index = {wnid: label for label, wnid in enumerate(wnids)}
         paths, labels = [], []
-        for sub in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for sub in _visible(split_dir, dirs=True):
             if sub.name not in index:
                 raise DatasetError(f"ImageNet: class folder {sub} is not listed in {listing}")
-            files = sorted(f for f in sub.iterdir() if f.is_file() and not f.name.startswith("."))
+            files = _visible(sub, dirs=False)
             paths += files
             labels += [index[sub.name]] * len(files)
         relative = "\n".join(p.relative_to(split_dir).as_posix() for p in paths).encode()
@@ -325,6 +434,154 @@ class FGVCAircraftDataset(ImageListDataset):
                          _digest({"layout": "coop", "dataset": "FGVCAircraft", "split": split}, *blobs))
 
 
+class ImageNetVariantDataset(ImageListDataset):
+    """A test-only ImageNet variant in CoOp's folders (``IMAGENET_VARIANTS``), named from ImageNet's classnames.txt.
+
+    ImageNetV2 and ImageNetSketch keep all ImageNet classes (label = ImageNet class index);
+    ImageNetA and ImageNetR keep the classes whose folders are present, in ImageNet's order and
+    relabelled 0..K-1 (never a hard-coded 200-class list). ``imagenet_indices`` (LongTensor, K) is
+    the ImageNet index of each label: score with a K-way classifier built from ``classnames``, or
+    take ``logits_1000[:, ds.imagenet_indices]`` from a 1000-way one. The fingerprint hashes
+    classnames.txt and the image paths relative to the variant's folder.
+    """
+
+    def __init__(self, root: str | os.PathLike, name: str, split: str = "test"):
+        name = canonical_name(name)
+        if name not in IMAGENET_VARIANTS:
+            raise DatasetError(f"{name} is not an ImageNet variant; those are {', '.join(IMAGENET_VARIANTS)}")
+        _check_split(split, name, VARIANT_SPLITS)
+        variant = IMAGENET_VARIANTS[name]
+        layout = variant.layout()
+        root = Path(root).expanduser()
+        folder = root / variant.folder
+        _require_dir(folder, f"{name} image folder", layout)
+        wnids, wnid_names, raw, listing = _imagenet_classes(root, layout)
+        index = {wnid: label for label, wnid in enumerate(wnids)}
+        found: dict[int, Path] = {}  # ImageNet class index -> class folder
+        for sub in _visible(folder, dirs=True):
+            if variant.by_index:
+                if not (sub.name.isascii() and sub.name.isdigit() and int(sub.name) < len(wnids)):
+                    raise DatasetError(f"{name}: class folder {sub} is not an ImageNet class index 0..{len(wnids) - 1} "
+                                       f"(the {len(wnids)} classes of {listing}); expected {layout}")
+                imagenet_index = int(sub.name)
+            else:
+                if sub.name not in index:
+                    raise DatasetError(f"{name}: class folder {sub} is not a WordNet id listed in {listing}")
+                imagenet_index = index[sub.name]
+            if imagenet_index in found:
+                raise DatasetError(f"{name}: class folders {found[imagenet_index]} and {sub} are both "
+                                   f"ImageNet class {imagenet_index}")
+            found[imagenet_index] = sub
+        if not found:
+            raise DatasetError(f"{name}: no class folders in {folder}; expected {layout}")
+        kept = sorted(found) if variant.subset else list(range(len(wnids)))
+        label_of = {imagenet_index: label for label, imagenet_index in enumerate(kept)}
+        paths: list[Path] = []
+        labels: list[int] = []
+        for imagenet_index in sorted(found):
+            files = _visible(found[imagenet_index], dirs=False)
+            if not files:
+                raise DatasetError(f"{name}: class folder {found[imagenet_index]} holds no images")
+            paths += files
+            labels += [label_of[imagenet_index]] * len(files)
+        relative = "\n".join(p.relative_to(folder).as_posix() for p in paths).encode()
+        super().__init__(name, split, [wnid_names[wnids[i]] for i in kept], paths, labels,
+                         _digest({"layout": "coop", "dataset": name, "split": split}, raw, relative))
+        self.imagenet_indices = torch.as_tensor(kept, dtype=torch.long)
+
+
+CUB_FILES = {  # file -> the form of its lines
+    "images.txt": "<image id> <relative image path>",
+    "image_class_labels.txt": "<image id> <class id>",
+    "train_test_split.txt": "<image id> <1 train | 0 test>",
+    "classes.txt": "<class id> <NNN.Class_name>",
+}
+
+
+def _cub_classname(folder_name: str) -> str:
+    """CUB's "001.Black_footed_Albatross" -> "Black footed Albatross" (the zero-shot literature's names)."""
+    return " ".join(re.sub(r"^\d+\.", "", folder_name).replace("_", " ").split())
+
+
+class CUBDataset(ImageListDataset):
+    """CUB-200-2011 in its official archive layout under ``<root>/CUB_200_2011/`` (see ``CUB_FILES``).
+
+    Labels are the 1-based class ids of ``classes.txt`` minus one; class names drop the "001." prefix
+    and underscores. "test" is the official test split; "train" and "val" split the official train
+    images 80/20, class-stratified and seeded; ``image_ids`` are the official ids of the split's images.
+    The fingerprint hashes the class names and the split's image paths (relative to ``images/``) with
+    their labels.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str, seed: int = 0):
+        _check_split(split, "CUB")
+        root = Path(root).expanduser()
+        folder = root / "CUB_200_2011"
+        _require_dir(folder, "CUB dataset folder", CUB_LAYOUT)
+        _require_dir(folder / "images", "CUB image folder", CUB_LAYOUT)
+        tables = {file: self._table(folder / file, form) for file, form in CUB_FILES.items()}
+
+        classes = tables["classes.txt"]
+        missing = sorted(set(range(1, len(classes) + 1)) - set(classes))
+        if missing:
+            raise DatasetError(f"{folder / 'classes.txt'}: class ids must run 1..{len(classes)} "
+                               f"but no line has class id(s) {missing}")
+        classnames = [_cub_classname(classes[k][0]) for k in range(1, len(classes) + 1)]
+        labels_file, split_file = folder / "image_class_labels.txt", folder / "train_test_split.txt"
+        images = tables["images.txt"]
+        label_of, is_train = {}, {}
+        for image_id, (rest, n) in tables["image_class_labels.txt"].items():
+            if not (rest.isascii() and rest.isdigit() and int(rest) in classes):
+                raise DatasetError(f"{labels_file}: line {n} gives image {image_id} class {rest!r}, "
+                                   f"which {folder / 'classes.txt'} does not list")
+            label_of[image_id] = int(rest) - 1
+        for image_id, (rest, n) in tables["train_test_split.txt"].items():
+            if rest not in ("0", "1"):
+                raise DatasetError(f"{split_file}: line {n} gives image {image_id} the split {rest!r}, "
+                                   f"not 1 (train) or 0 (test)")
+            is_train[image_id] = rest == "1"
+        for image_id, (relpath, n) in images.items():
+            if os.path.isabs(relpath):
+                raise DatasetError(f"{folder / 'images.txt'}: line {n} path {relpath!r} is not relative to "
+                                   f"{folder / 'images'}")
+            for table, file in ((label_of, labels_file), (is_train, split_file)):
+                if image_id not in table:
+                    raise DatasetError(f"CUB: image id {image_id} ({relpath}, {folder / 'images.txt'} line {n}) "
+                                       f"has no line in {file}")
+        for table, file in ((tables["image_class_labels.txt"], labels_file),
+                            (tables["train_test_split.txt"], split_file)):
+            for image_id, (_, n) in table.items():
+                if image_id not in images:
+                    raise DatasetError(f"{file}: line {n} names image id {image_id}, "
+                                       f"which {folder / 'images.txt'} does not list")
+
+        ids = [i for i in sorted(images) if is_train[i] == (split != "test")]
+        if split != "test":
+            parts = _stratified_parts(np.asarray([label_of[i] for i in ids], dtype=np.int64), (0.8, 0.2), seed)
+            ids = [ids[k] for k in parts[("train", "val").index(split)]]
+        relpaths = [Path(images[i][0]).as_posix() for i in ids]
+        listing = json.dumps([[r, label_of[i]] for r, i in zip(relpaths, ids)]).encode()
+        super().__init__("CUB", split, classnames, [folder / "images" / r for r in relpaths],
+                         [label_of[i] for i in ids],
+                         _digest({"layout": "cub", "dataset": "CUB", "split": split, "classes": classnames},
+                                 listing))
+        self.image_ids = ids
+
+    @staticmethod
+    def _table(listing: Path, form: str) -> dict[int, tuple[str, int]]:
+        """``<positive integer id> <rest>`` lines of one CUB file: id -> (rest, line number)."""
+        raw = _read_bytes(listing, "CUB file", CUB_LAYOUT)
+        table: dict[int, tuple[str, int]] = {}
+        for key, rest, n in _key_rest_lines(listing, raw, form):
+            if not (key.isascii() and key.isdigit() and int(key) > 0):
+                raise DatasetError(f"{listing}: line {n} starts with {key!r}, not a positive integer id: "
+                                   f"expected '{form}'")
+            if int(key) in table:
+                raise DatasetError(f"{listing}: line {n} repeats id {int(key)} of line {table[int(key)][1]}")
+            table[int(key)] = (rest, n)
+        return table
+
+
 def _stratified_parts(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """Split indices class by class into len(fractions) seeded parts (sizes rounded per class)."""
     rng = np.random.default_rng(seed)
@@ -347,6 +604,8 @@ def _torchvision_samples(tv: Any) -> list[tuple[Path, int]]:
     elif hasattr(tv, "_image_files") or hasattr(tv, "_images"):  # DTD, Flowers102, Food101, SUN397, OxfordIIITPet
         files = tv._image_files if hasattr(tv, "_image_files") else tv._images
         pairs = list(zip(files, tv._labels))
+    elif hasattr(tv, "imgs"):  # Places365
+        pairs = tv.imgs
     elif hasattr(tv, "categories"):  # Caltech101
         pairs = [(Path(tv.root, "101_ObjectCategories", tv.categories[y], f"image_{i:04d}.jpg"), y)
                  for i, y in zip(tv.index, tv.y)]
@@ -355,25 +614,43 @@ def _torchvision_samples(tv: Any) -> list[tuple[Path, int]]:
     return sorted((Path(p), int(y)) for p, y in pairs)
 
 
-class TorchvisionDataset(ImageListDataset):
-    """A ``torchvision.datasets`` dataset behind the same protocol (the fallback for ``COOP_DATASETS``).
+def _torchvision_classes(tv: Any) -> list[str]:
+    """A torchvision dataset's class names in label order."""
+    if hasattr(tv, "categories"):  # Caltech101
+        return list(tv.categories)
+    to_index = getattr(tv, "class_to_idx", None)  # Places365 labels follow its category file's indices
+    if isinstance(to_index, dict) and sorted(to_index.values()) == list(range(len(to_index))):
+        return sorted(to_index, key=to_index.__getitem__)
+    return list(tv.classes)
 
-    Class names are torchvision's (EuroSAT: folder names such as "AnnualCrop"); splits torchvision
-    lacks are carved out as ``TorchvisionSource`` describes, with ``seed``. The fingerprint hashes the
-    class list and the files (relative to the root) with their labels.
+
+def _torchvision_source(name: str) -> TorchvisionSource | None:
+    if name in TORCHVISION_DATASETS:
+        return TORCHVISION_DATASETS[name]
+    return COOP_DATASETS[name].torchvision if name in COOP_DATASETS else None
+
+
+class TorchvisionDataset(ImageListDataset):
+    """A ``torchvision.datasets`` dataset behind the same protocol: the fallback for ``COOP_DATASETS``
+    and the only reader of ``TORCHVISION_DATASETS`` (Places365).
+
+    Class names are torchvision's (EuroSAT: folder names such as "AnnualCrop") unless the source
+    renames them (Places365); splits torchvision lacks are carved out as ``TorchvisionSource``
+    describes, with ``seed``. The fingerprint hashes the class list and the files (relative to the
+    root) with their labels.
     """
 
     def __init__(self, root: str | os.PathLike, name: str, split: str, download: bool = False, seed: int = 0):
-        _check_split(split)
         name = canonical_name(name)
-        source = COOP_DATASETS[name].torchvision if name in COOP_DATASETS else None
+        _check_split(split, name)
+        source = _torchvision_source(name)
         if source is None:
-            raise DatasetError(f"{name} has no torchvision dataset; it needs the CoOp layout")
+            raise DatasetError(f"{name} has no torchvision dataset; it is read from {layout_of(name)}")
         root = Path(root).expanduser()
-        layout = f"<root>/{source.folder}/... (torchvision.datasets.{source.cls})"
+        layout = source.layout()
         if not download and not (root / source.folder).exists():  # checked first: some classes mkdir
             raise DatasetError(f"{name}: {root / source.folder} does not exist; expected {layout}, "
-                               "or pass download=True")
+                               "or pass download=True to fetch it")
         if source.native is None:
             native, parts, fractions = None, SPLITS, (0.6, 0.2, 0.2)
         else:
@@ -382,13 +659,23 @@ class TorchvisionDataset(ImageListDataset):
             fractions = (0.8, 0.2) if len(parts) == 2 else (1.0,)
         try:
             tv = source.open(root, native, download)
-        except (RuntimeError, OSError) as err:
+        except (RuntimeError, OSError, ValueError) as err:  # ValueError: a malformed listing (Places365)
             raise DatasetError(f"{name}: torchvision.datasets.{source.cls} cannot read {root}: {err}; "
                                f"expected {layout}") from err
+        images_dir = getattr(tv, "images_dir", None)  # Places365 reads its file lists without the images
+        if images_dir is not None and not Path(images_dir).is_dir():
+            raise DatasetError(f"{name}: image folder {images_dir} does not exist; expected {layout}, "
+                               "or pass download=True to fetch it")
         samples = _torchvision_samples(tv)
         keep = _stratified_parts(np.asarray([y for _, y in samples]), fractions, seed)[parts.index(split)]
         samples = [samples[k] for k in keep]
-        classnames = list(tv.categories if hasattr(tv, "categories") else tv.classes)
+        classnames = _torchvision_classes(tv)
+        bad = next((p for p, y in samples if not 0 <= y < len(classnames)), None)
+        if bad is not None:
+            raise DatasetError(f"{name}: torchvision.datasets.{source.cls} labels {bad} outside its "
+                               f"{len(classnames)} classes; expected {layout}")
+        if source.rename is not None:
+            classnames = [source.rename(c) for c in classnames]
         listing = json.dumps([[Path(os.path.relpath(p, root)).as_posix(), y] for p, y in samples]).encode()
         super().__init__(name, split, classnames, [p for p, _ in samples], [y for _, y in samples],
                          _digest({"layout": "torchvision", "dataset": name, "split": split,
@@ -397,30 +684,40 @@ class TorchvisionDataset(ImageListDataset):
 
 def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, download: bool = False, *,
                  seed: int = 0, layout: Literal["auto", "coop", "torchvision"] = "auto") -> ImageListDataset:
-    """One split of a named dataset (case-insensitive) under ``root`` (default ``$DATA_ROOT``).
+    """One split of a named dataset (case-insensitive; ``known_names()``) under ``root`` (default ``$DATA_ROOT``).
 
     ``layout="auto"`` reads the CoOp layout when its split file exists, else the torchvision layout
     when the dataset has one (``download=True`` lets torchvision fetch it; ``seed`` picks the carved
-    splits); "coop" and "torchvision" force one reader.
+    splits); "coop" and "torchvision" force one reader. ImageNet, FGVCAircraft, CUB and the ImageNet
+    variants have only their own reader ("coop"); Places365 only the torchvision one. The ImageNet
+    variants are test-only.
     """
     name = canonical_name(name)
-    _check_split(split)
-    coop_layout = {"ImageNet": IMAGENET_LAYOUT, "FGVCAircraft": FGVC_LAYOUT}.get(name) or COOP_DATASETS[name].layout()
+    _check_split(split, name, VARIANT_SPLITS if name in IMAGENET_VARIANTS else SPLITS)
     resolved = data_root(root)
     if resolved is None:
         raise DatasetError(f"DATA_ROOT is not set and no root was given: point DATA_ROOT at the folder "
-                           f"holding the datasets; {name} expects {coop_layout}")
+                           f"holding the datasets; {name} expects {layout_of(name)}")
     if layout not in ("auto", "coop", "torchvision"):
         raise DatasetError(f"layout must be 'auto', 'coop' or 'torchvision', got {layout!r}")
-    if name == "ImageNet" and layout != "torchvision":
-        return ImageNetDataset(resolved, split)
-    if name == "FGVCAircraft" and layout != "torchvision":
-        return FGVCAircraftDataset(resolved, split)
+    if layout != "torchvision":
+        if name == "ImageNet":
+            return ImageNetDataset(resolved, split)
+        if name == "FGVCAircraft":
+            return FGVCAircraftDataset(resolved, split)
+        if name == "CUB":
+            return CUBDataset(resolved, split, seed=seed)
+        if name in IMAGENET_VARIANTS:
+            return ImageNetVariantDataset(resolved, name, split)
+    if name in TORCHVISION_DATASETS:
+        if layout == "coop":
+            raise DatasetError(f"{name} has no CoOp layout; it is read from {layout_of(name)}")
+        return TorchvisionDataset(resolved, name, split, download=download, seed=seed)
     entry = COOP_DATASETS.get(name)
     if layout == "torchvision" or (layout == "auto" and entry is not None and entry.torchvision is not None
                                    and not (resolved / entry.folder / entry.split_file).is_file()):
         if layout == "auto" and not download and not (resolved / entry.torchvision.folder).exists():
-            raise DatasetError(f"{name} not found under {resolved}: expected the CoOp layout {coop_layout}, "
+            raise DatasetError(f"{name} not found under {resolved}: expected the CoOp layout {layout_of(name)}, "
                                f"or the torchvision layout <root>/{entry.torchvision.folder}/... "
                                f"(torchvision.datasets.{entry.torchvision.cls}; download=True fetches it)")
         return TorchvisionDataset(resolved, name, split, download=download, seed=seed)
