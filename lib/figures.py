@@ -59,3 +59,33 @@ def save_headline(numbers: dict, notebook: str, root=None) -> Path:
 
 def close(fig) -> None:
     plt.close(fig)
+
+
+class Saver:
+    """``save_*`` bound to one notebook and root; tables with a ``dataset`` index level are split.
+
+    Demo-world rows (datasets named ``demo-...``) go to ``<name>.csv``, the rest (real datasets, present
+    only where ``DATA_ROOT`` has them) to ``<name>_real_datasets.csv``, so the committed demo outputs
+    are the same with and without ``DATA_ROOT``.
+    """
+
+    def __init__(self, notebook: str, root=None, demo_prefix: str = "demo-"):
+        self.notebook, self.root, self.demo_prefix = notebook, root, demo_prefix
+
+    def figure(self, fig, name: str) -> Path:
+        path = save_figure(fig, self.notebook, name, self.root)
+        close(fig)
+        return path
+
+    def table(self, table: pd.DataFrame, name: str, float_format: str = "%.2f") -> list[Path]:
+        if "dataset" not in (table.index.names or []):
+            return [save_table(table, self.notebook, name, self.root, float_format)]
+        is_demo = table.index.get_level_values("dataset").str.startswith(self.demo_prefix)
+        paths = []
+        for part, suffix in ((table[is_demo], ""), (table[~is_demo], "_real_datasets")):
+            if len(part):
+                paths.append(save_table(part, self.notebook, name + suffix, self.root, float_format))
+        return paths
+
+    def headline(self, numbers: dict) -> Path:
+        return save_headline(numbers, self.notebook, self.root)

@@ -24,6 +24,19 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "templates": (str,),
     "datasets": (list,),
     "demo_test_size": (int, type(None)),
+    # zero-shot scoring (notebook 01)
+    "class_prompt": (str,),  # the single template: CLIP (single) and WCA's description weights
+    "descriptors": (dict,),  # dataset name or glob -> descriptor file, or {path, format, period}
+    "n_crops": (int,),
+    "alpha": (float, int),
+    "beta": (float, int),
+    "theta": (float, int),
+    "eps": (float, int),
+    "crop_seeds": (list,),
+    "sweep_dataset": (str,),  # one of `datasets`: sensitivity sweeps, timing, interpretability
+    "sweep_size": (int, type(None)),  # images per sweep set (theta, alpha, seeds); null: all
+    "shift_datasets": (list,),  # distribution-shift table (LaZSL Table 2 / demo shifted domains)
+    "paper_reference": (bool,),  # show the papers' numbers beside ours (paper profile only)
 }
 
 

@@ -5,15 +5,26 @@
 * ``SINGLE_TEMPLATE``: ``"a photo of a {}."`` (CLIP paper; the D-Trap code's template).
 * ``DEMO_TEMPLATES``: the four caption templates of the demo world (used for pretraining and for
   zero-shot on it).
-* ``load_descriptors``: a CuPL-format JSON ``{"class": ["sentence.", ...]}`` checked against the
-  class list: a missing or unknown class is an error that names it.
+* ``load_descriptors``: a descriptor JSON read unchanged in either official format, checked against
+  the class list (a missing or unknown class is an error that names it):
+  - ``"cupl"``: ``{"class": ["full sentence.", ...]}`` (CuPL's released files, 50 sentences a class);
+  - ``"dclip"``: ``{"class": ["descriptor", ...]}`` short phrases that DCLIP turns into sentences with
+    ``dclip_sentence`` (rules of the official DCLIP code, as read in DESIGN.md).
+  Class keys match the dataset's class names ignoring case, underscores and surrounding spaces, and
+  sentences come back in the dataset's class order (never the file's key order: DCLIP's released
+  Pets file follows another order, which drops accuracy to about 11% when taken by position).
+* ``pad_descriptions``: ragged per-class lists of features -> ``(C, M, d)`` plus a ``(C, M)`` mask.
+
+Descriptions written for this project (``lib/descriptors``): ``demo_digits.json`` (the demo world)
+and ``eurosat.json`` (EuroSAT's ten land-cover classes), both in CuPL format.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
+import torch
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 DESCRIPTOR_DIR = Path(__file__).parent / "descriptors"
@@ -32,8 +43,43 @@ class DescriptorError(ValueError):
     """A descriptor file that does not match the class list; the message names file and class."""
 
 
-def load_descriptors(path: str | Path, classnames: Sequence[str]) -> list[list[str]]:
-    """Read a CuPL-format descriptor JSON; return one list of sentences per class, in class order."""
+def _key(name: str) -> str:
+    return " ".join(name.replace("_", " ").lower().split())
+
+
+def dclip_sentence(classname: str, descriptor: str, period: bool = False) -> str:
+    """DCLIP's sentence for one descriptor: ``"{class}, which {is|has|...} {descriptor}"``.
+
+    Rules of the official DCLIP code: a descriptor starting with "a"/"an" or "used" reads "which is";
+    one starting with "has", "often", "typically", "may" or "can" reads "which"; any other "which
+    has". An empty descriptor gives the class name alone. DCLIP appends "." for ImageNet only
+    (``period``).
+    """
+    descriptor = descriptor.strip()
+    if not descriptor:
+        return classname + ("." if period else "")
+    first = descriptor.split()[0].lower()
+    if first in ("a", "an", "used"):
+        link = "which is"
+    elif first in ("has", "often", "typically", "may", "can"):
+        link = "which"
+    else:
+        link = "which has"
+    return f"{classname}, {link} {descriptor}" + ("." if period else "")
+
+
+def load_descriptors(path: str | Path, classnames: Sequence[str], format: Literal["cupl", "dclip"] = "cupl",
+                     period: bool = False, extra: Literal["error", "ignore"] = "error") -> list[list[str]]:
+    """Read a descriptor JSON; return one list of sentences per class, in the dataset's class order.
+
+    ``format="cupl"`` returns the sentences as stored; ``"dclip"`` builds DCLIP sentences
+    (``dclip_sentence``, ``period`` for ImageNet). An empty list becomes ``[""]`` (DCLIP's
+    convention; CuPL's sentence then is the empty string, DCLIP's the class name). Classes in the
+    file but not in the dataset are an error unless ``extra="ignore"`` (ImageNet's file read for the
+    200 classes of ImageNet-A or -R).
+    """
+    if format not in ("cupl", "dclip"):
+        raise DescriptorError(f"descriptor format must be 'cupl' or 'dclip', got {format!r} (for {path})")
     path = Path(path)
     try:
         table = json.loads(path.read_text())
@@ -43,16 +89,41 @@ def load_descriptors(path: str | Path, classnames: Sequence[str]) -> list[list[s
         raise DescriptorError(f"descriptor file {path} is not valid JSON: {err}") from None
     if not isinstance(table, dict):
         raise DescriptorError(f"descriptor file {path} must hold an object {{class: [sentences]}}")
-    missing = [c for c in classnames if c not in table]
-    unknown = [c for c in table if c not in set(classnames)]
+    by_key: dict[str, str] = {}
+    for name in table:
+        if _key(name) in by_key:
+            raise DescriptorError(f"descriptor file {path} lists class {name!r} twice (as {by_key[_key(name)]!r})")
+        by_key[_key(name)] = name
+    wanted = {_key(c) for c in classnames}
+    missing = [c for c in classnames if _key(c) not in by_key]
+    unknown = [name for key, name in by_key.items() if key not in wanted]
     if missing:
         raise DescriptorError(f"descriptor file {path} has no entry for class(es) {missing}")
-    if unknown:
+    if unknown and extra == "error":
         raise DescriptorError(f"descriptor file {path} names class(es) not in the dataset: {unknown}")
     out = []
     for c in classnames:
-        sentences = table[c]
+        sentences = table[by_key[_key(c)]]
         if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
             raise DescriptorError(f"descriptor file {path}: class {c!r} must map to a list of strings")
-        out.append(sentences or [""])  # DCLIP's convention for an empty list
+        sentences = sentences or [""]  # DCLIP's convention for an empty list
+        if format == "dclip":
+            sentences = [dclip_sentence(c, s, period) for s in sentences]
+        out.append(sentences)
     return out
+
+
+def pad_descriptions(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class ``(M_c, d)`` features -> ``desc (C, M, d)`` zero-padded to M = max M_c, ``mask (C, M)``."""
+    if not features:
+        raise ValueError("pad_descriptions needs at least one class")
+    for c, f in enumerate(features):
+        if f.ndim != 2 or f.shape[0] == 0:
+            raise ValueError(f"class {c}: description features must be (M_c >= 1, d), got {tuple(f.shape)}")
+    width = max(f.shape[0] for f in features)
+    desc = features[0].new_zeros(len(features), width, features[0].shape[1])
+    mask = torch.zeros(len(features), width, dtype=torch.bool)
+    for c, f in enumerate(features):
+        desc[c, :f.shape[0]] = f
+        mask[c, :f.shape[0]] = True
+    return desc, mask

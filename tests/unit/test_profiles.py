@@ -30,3 +30,20 @@ def test_unknown_parameter_and_profile_are_named():
         profiles.load("demo", n_crop=3)
     with pytest.raises(profiles.ProfileError, match=r"unknown profile 'gpu'.*demo"):
         profiles.load("gpu")
+
+
+def test_paper_profile_lists_the_lazsl_datasets_by_known_names():
+    from lib import data
+
+    cfg = profiles.load("paper")
+    for name in ("ImageNet", "CUB", "OxfordPets", "Food101", "Places365"):
+        assert name in cfg["datasets"]
+    assert cfg["shift_datasets"] == ["ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR"]
+    for name in cfg["datasets"] + cfg["shift_datasets"]:
+        assert data.canonical_name(name) == name
+
+
+def test_float_parameters_accept_ints_but_not_strings():
+    assert profiles.load("demo", theta=1)["theta"] == 1
+    with pytest.raises(profiles.ProfileError, match="parameter 'eps' must be float or int"):
+        profiles.load("demo", eps="0.1")

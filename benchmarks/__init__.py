@@ -1,0 +1,1 @@
+"""Benchmarks: timings of lib functions against reference implementations (run as python -m benchmarks.<name>)."""
