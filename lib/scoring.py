@@ -47,6 +47,29 @@ def _check_desc(desc: torch.Tensor, mask: torch.Tensor, d: int) -> None:
         raise ValueError(f"desc has feature size {desc.shape[2]}, the image features {d}")
 
 
+def _check_pair(crops: torch.Tensor, img: torch.Tensor, name: str = "img") -> None:
+    """img (B, d) must match crops (B, N, d) in images and feature size."""
+    _check(name, img, 2, "(B, d)")
+    if img.shape[0] != crops.shape[0] or img.shape[1] != crops.shape[2]:
+        raise ValueError(f"{name} must be ({crops.shape[0]}, {crops.shape[2]}) to match crops {tuple(crops.shape)}, "
+                         f"got {tuple(img.shape)}")
+
+
+def _crop_cls_pair(crops: torch.Tensor, crop_cls: torch.Tensor | None, img_cls: torch.Tensor | None) -> bool:
+    """True when [CLS] tokens are given (both, with matching shapes); an error when only one is."""
+    if (crop_cls is None) != (img_cls is None):
+        raise ValueError("pass both crop_cls and img_cls for [CLS]-based crop weights, or neither")
+    if crop_cls is None:
+        return False
+    _check("crop_cls", crop_cls, 3, "(B, N, h)")
+    _check("img_cls", img_cls, 2, "(B, h)")
+    if crop_cls.shape[:2] != crops.shape[:2]:
+        raise ValueError(f"crop_cls must hold {tuple(crops.shape[:2])} crops like crops, got {tuple(crop_cls.shape)}")
+    if img_cls.shape != (crop_cls.shape[0], crop_cls.shape[2]):
+        raise ValueError(f"img_cls must be {(crop_cls.shape[0], crop_cls.shape[2])} to match crop_cls, got {tuple(img_cls.shape)}")
+    return True
+
+
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the last axis of ``values`` (..., C, M) counting only ``mask`` (C, M)."""
     m = mask.to(values.dtype)
@@ -93,12 +116,12 @@ def _crop_weights_cls(img_cls: torch.Tensor, crop_cls: torch.Tensor) -> torch.Te
     return sim / sim.sum(1, keepdim=True)
 
 
-def _top_k_mask(weights: torch.Tensor, k: int | None) -> torch.Tensor:
+def _top_k_mask(weights: torch.Tensor, k: int | None, name: str = "top_k") -> torch.Tensor:
     """FAIR eq. 13: True for the ``k`` largest weights of each row (all when ``k`` is None)."""
     if k is None:
         return torch.ones_like(weights, dtype=torch.bool)
     if not 1 <= k <= weights.shape[1]:
-        raise ValueError(f"top_k={k} must lie in 1..{weights.shape[1]} (the number of crops)")
+        raise ValueError(f"{name}={k} must lie in 1..{weights.shape[1]} (the number of crops)")
     keep = torch.zeros_like(weights, dtype=torch.bool)
     return keep.scatter(1, weights.topk(k, dim=1).indices, True)
 
@@ -122,11 +145,9 @@ def wca_logits(crops: torch.Tensor, img: torch.Tensor, desc: torch.Tensor, mask:
     renormalises them; ``crop_cls``/``img_cls`` replace eq. 8 by FAIR's [CLS]-based weights (eq. 12).
     """
     _check("crops", crops, 3, "(B, N, d)")
-    _check("img", img, 2, "(B, d)")
+    _check_pair(crops, img)
     _check_desc(desc, mask, crops.shape[2])
-    if (crop_cls is None) != (img_cls is None):
-        raise ValueError("pass both crop_cls and img_cls for [CLS]-based crop weights, or neither")
-    if crop_cls is not None:
+    if _crop_cls_pair(crops, crop_cls, img_cls):
         w = _crop_weights_cls(img_cls, crop_cls)
     else:
         w = torch.softmax(crop_scale * torch.einsum("bnd,bd->bn", crops, img), dim=1)
@@ -135,6 +156,8 @@ def wca_logits(crops: torch.Tensor, img: torch.Tensor, desc: torch.Tensor, mask:
     w = w / w.sum(1, keepdim=True)
     if class_txt is not None:
         _check("class_txt", class_txt, 2, "(C, d)")
+        if class_txt.shape != (desc.shape[0], desc.shape[2]):
+            raise ValueError(f"class_txt must be {(desc.shape[0], desc.shape[2])} (one per class), got {tuple(class_txt.shape)}")
         rel = text_scale * torch.einsum("cmd,cd->cm", desc, class_txt)
         v = torch.softmax(rel.masked_fill(~mask, float("-inf")), dim=1)
     else:
@@ -161,14 +184,17 @@ def las_logits(crops: torch.Tensor, crop_cls: torch.Tensor | None, img_cls: torc
     """
     _check("crops", crops, 3, "(B, N, d)")
     _check("anchors", anchors, 2, "(C, d)")
-    if crop_cls is not None and img_cls is not None:
+    if anchors.shape[1] != crops.shape[2]:
+        raise ValueError(f"anchors have feature size {anchors.shape[1]}, the crops {crops.shape[2]}")
+    if _crop_cls_pair(crops, crop_cls, img_cls):
         w = _crop_weights_cls(img_cls, crop_cls)
     elif img is not None:
+        _check_pair(crops, img)
         sim = torch.einsum("bnd,bd->bn", crops, img)
         w = sim / sim.sum(1, keepdim=True)
     else:
         raise ValueError("las_logits needs crop_cls and img_cls ([CLS] weights, eq. 12) or img (projected weights)")
-    w = torch.where(_top_k_mask(w, k), w, torch.zeros_like(w))
+    w = torch.where(_top_k_mask(w, k, "k"), w, torch.zeros_like(w))
     theta = torch.einsum("bnd,cd->bnc", crops, anchors)
     return torch.einsum("bn,bnc->bc", w, theta)
 
@@ -196,14 +222,12 @@ def lazsl_logits(crops: torch.Tensor, img: torch.Tensor, desc: torch.Tensor, mas
     ``chunk`` bounds B x C x N x M elements per step. ``return_plans`` also returns T (B, C, N, M).
     """
     _check("crops", crops, 3, "(B, N, d)")
-    _check("img", img, 2, "(B, d)")
+    _check_pair(crops, img)
     _check_desc(desc, mask, crops.shape[2])
     if not 0.0 <= theta <= 1.0:
         raise ValueError(f"theta={theta} must lie in [0, 1]")
     b_total, n, _ = crops.shape
     c, m = mask.shape
-    if img.shape[0] != b_total:
-        raise ValueError(f"crops hold {b_total} images but img holds {img.shape[0]}")
     if select:
         sim = torch.einsum("bnd,bd->bn", crops, img)
         a = (sim >= sim.mean(1, keepdim=True)).to(crops.dtype)
