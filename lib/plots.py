@@ -93,14 +93,15 @@ def method_bars(scores: pd.DataFrame, title: str = ""):
 
 
 def sensitivity_curves(curves: pd.DataFrame):
-    """One panel per swept parameter (theta, alpha): accuracy mean +- std over crop seeds."""
+    """One panel per swept parameter (theta, alpha): accuracy mean +- std over crop seeds, hue = method."""
     use_theme()
     params = list(dict.fromkeys(curves["parameter"]))
+    methods = sorted(curves["method"].dropna().unique())
+    palette = dict(zip(methods, sns.color_palette(n_colors=len(methods))))  # one colour per method in every panel
     fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3), squeeze=False)
     for ax, param in zip(axes[0], params):
         data = curves[curves["parameter"] == param]
-        hue = "method" if "method" in data and data["method"].notna().any() else None
-        sns.lineplot(data=data, x="value", y="accuracy", hue=hue, errorbar="sd", marker="o", ax=ax)
+        sns.lineplot(data=data, x="value", y="accuracy", hue="method", palette=palette, errorbar="sd", marker="o", ax=ax)
         ax.set_xlabel(param)
         ax.set_ylabel("accuracy (%), mean ± std over seeds")
     fig.tight_layout()

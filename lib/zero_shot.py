@@ -321,17 +321,23 @@ def alpha_curve(handle: ModelHandle, dataset, inputs: Inputs, alphas: Sequence[f
 
 
 def inference_cost(cfg: dict, n_classes: int, n_descriptions: int) -> pd.DataFrame:
-    """What each method computes per image: encoder views, similarity entries, OT problems."""
+    """What each method computes per image: encoder views, image-text similarities, OT problems.
+
+    Text-side work (template and description embeddings, WCA's description weights) is done once per
+    class, not per image, and is left out. WCA pools its weighted crops before comparing with text
+    (official code), so it needs C image-text similarities; LaZSL compares every view with every
+    description and solves one N x M transport problem per class.
+    """
     n = cfg["n_crops"]
     rows = {
         "CLIP (templates)": (1, n_classes, 0),
         "CLIP (single)": (1, n_classes, 0),
         "CuPL": (1, n_classes, 0),
         "DCLIP": (1, n_classes * n_descriptions, 0),
-        "WCA": (n + 1, n_classes * n_descriptions, 0),
+        "WCA": (n + 1, n_classes, 0),
         "LaZSL": (n + 1, (n + 1) * n_classes * n_descriptions, n_classes),
     }
-    table = pd.DataFrame(rows, index=["encoder views", "similarities", "OT problems"]).T
+    table = pd.DataFrame(rows, index=["encoder views", "image-text similarities", "OT problems"]).T
     table.index.name = "method"
     return table
 
