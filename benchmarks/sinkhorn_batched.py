@@ -1,6 +1,7 @@
 """lib.sinkhorn.sinkhorn_plans (POT's batched log solver) against a loop of per-sample POT solves.
 
-LaZSL-shaped problems: ``batch`` problems of ``n`` crops x ``m`` descriptions, cost = 1 - cosine
+Both per-sample variants of POT (log domain and scaling form) are timed, and the goal is judged
+against the faster one. LaZSL-shaped problems: ``batch`` problems of ``n`` crops x ``m`` descriptions, cost = 1 - cosine
 similarity of random unit vectors (d = 512), eps = 0.1, uniform marginals, fixed seed. Both sides run
 exactly ``n_iter`` iterations (tol = 0, so neither stops early) on the same device and dtype; each side
 is timed ``repeats`` times, interleaved, after one warm-up, and medians are reported.
@@ -38,34 +39,47 @@ def _timed(fn, device: str):
 
 
 def run(batch: int = 100, n: int = 90, m: int = 50, repeats: int = 5, device: str = "cpu", *,
-        d: int = 512, eps: float = 0.1, n_iter: int = 100, dtype: str = "float32", seed: int = 0) -> dict:
-    """Median seconds of the batched and the looped solver, their ratio and the max |plan difference|."""
+        d: int = 512, eps: float = 0.1, n_iter: int = 100, dtype: str = "float32", seed: int = 0,
+        method: str = "auto") -> dict:
+    """Median seconds of the batched solver and of two per-sample POT loops (log-domain and scaling
+    form), the speed-ups, and the max |plan difference| against the log-domain loop.
+
+    The goal (>= 10x) is judged against the faster loop, so the batched solver's choice of algorithm
+    (``lib.sinkhorn``'s ``method="auto"``) cannot flatter the ratio.
+    """
     cost = _costs(batch, n, m, d, seed, getattr(torch, dtype), device)
     a = torch.full((n,), 1.0 / n, dtype=cost.dtype, device=cost.device)
     b = torch.full((m,), 1.0 / m, dtype=cost.dtype, device=cost.device)
+    loops = {"sinkhorn_log": "per-sample ot.sinkhorn, log domain", "sinkhorn": "per-sample ot.sinkhorn, scaling form"}
 
     def batched():
-        return sinkhorn_plans(cost, eps=eps, n_iter=n_iter, tol=0.0)
+        return sinkhorn_plans(cost, eps=eps, n_iter=n_iter, tol=0.0, method=method)
 
-    def looped():
-        return torch.stack([ot.sinkhorn(a, b, cost[i], reg=eps, method="sinkhorn_log", numItermax=n_iter,
-                                        stopThr=0.0, warn=False) for i in range(batch)])
+    def looped(pot_method):
+        return lambda: torch.stack([ot.sinkhorn(a, b, cost[i], reg=eps, method=pot_method, numItermax=n_iter,
+                                                stopThr=0.0, warn=False) for i in range(batch)])
 
+    times = {"batched": [], **{k: [] for k in loops}}
+    plans = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # POT warns that tol = 0 was not reached: that is the point
-        batched(), looped()  # warm-up
-        t_batched, t_looped = [], []
+        batched(), *(looped(k)() for k in loops)  # warm-up
         for _ in range(repeats):
-            t, plans_batched = _timed(batched, device)
-            t_batched.append(t)
-            t, plans_looped = _timed(looped, device)
-            t_looped.append(t)
-    med_b, med_l = statistics.median(t_batched), statistics.median(t_looped)
+            t, plans["batched"] = _timed(batched, device)
+            times["batched"].append(t)
+            for k in loops:
+                t, plans[k] = _timed(looped(k), device)
+                times[k].append(t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    fastest_loop = min(loops, key=lambda k: med[k])
     return {
         "batch": batch, "n": n, "m": m, "d": d, "eps": eps, "n_iter": n_iter, "dtype": dtype,
         "device": str(cost.device), "repeats": repeats, "torch_threads": torch.get_num_threads(),
-        "median_batched_s": med_b, "median_looped_s": med_l, "speedup": med_l / med_b,
-        "max_abs_plan_diff": (plans_batched - plans_looped).abs().max().item(),
+        "method": method, "median_batched_s": med["batched"],
+        "median_looped_s": {loops[k]: med[k] for k in loops},
+        "speedup": {loops[k]: med[k] / med["batched"] for k in loops},
+        "speedup_vs_fastest_loop": med[fastest_loop] / med["batched"],
+        "max_abs_plan_diff": (plans["batched"] - plans["sinkhorn_log"]).abs().max().item(),
     }
 
 
@@ -76,15 +90,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--descriptions", type=int, default=50)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--method", default="auto", choices=["auto", "log", "scaling"])
     args = p.parse_args(argv)
-    r = run(args.batch, args.crops, args.descriptions, args.repeats, args.device)
+    r = run(args.batch, args.crops, args.descriptions, args.repeats, args.device, method=args.method)
     print(f"{r['batch']} problems of {r['n']} x {r['m']}, eps={r['eps']}, {r['dtype']} on {r['device']} "
           f"({r['torch_threads']} torch threads), {r['n_iter']} iterations each side (tol=0), "
           f"medians of {r['repeats']} interleaved repeats")
-    print(f"batched sinkhorn_plans : {r['median_batched_s'] * 1e3:9.2f} ms")
-    print(f"per-sample ot.sinkhorn : {r['median_looped_s'] * 1e3:9.2f} ms")
-    print(f"speed-up               : {r['speedup']:9.1f}x (goal >= 10x)")
-    print(f"max |plan difference|  : {r['max_abs_plan_diff']:.3e}")
+    print(f"batched sinkhorn_plans (method={r['method']}): {r['median_batched_s'] * 1e3:9.2f} ms")
+    for name, t in r["median_looped_s"].items():
+        print(f"{name:<40}: {t * 1e3:9.2f} ms  ({r['speedup'][name]:.1f}x)")
+    verdict = "meets" if r["speedup_vs_fastest_loop"] >= 10 else "misses"
+    print(f"speed-up against the faster loop: {r['speedup_vs_fastest_loop']:.1f}x ({verdict} the goal >= 10x)")
+    print(f"max |plan difference| vs the log-domain loop: {r['max_abs_plan_diff']:.3e}")
     return r
 
 

@@ -8,7 +8,12 @@ or GPU). Plans carry no gradient, as in the official code.
 
 Why the log domain: the kernel exp(-cost / eps) underflows for small eps (with eps = 1e-3 and costs
 in [0, 2] it reaches exp(-2000) = 0 even in float64), which makes the scaling form divide 0 by 0;
-log-sum-exp updates stay finite. Zero-mass rows or columns give log(0) = -inf potentials and exactly
+log-sum-exp updates stay finite. The scaling form (POT's ``method="sinkhorn"``: batched matrix-vector
+products) is about 7x faster, though, and exact whenever the kernel cannot underflow: ``method="auto"``
+(default) shifts each problem's cost to start at 0 (the plan does not change) and uses the scaling form
+when every problem's cost range / eps is at most ``SCALING_MAX_RANGE`` for the dtype, the log domain
+otherwise. LaZSL's costs (1 - cosine, a range of a few tenths, eps = 0.1) take the scaling form; eps =
+1e-3 takes the log domain. Zero-mass rows or columns give log(0) = -inf potentials and exactly
 zero plan rows or columns (torch's logsumexp ignores -inf terms), provided every problem keeps at
 least one positive-mass row and column, which :func:`sinkhorn_plans` checks.
 
@@ -17,8 +22,14 @@ common ``m`` (DESIGN.md, "Scoring contract", ``mask``); masked columns get zero 
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from ot.batch import solve_batch
+
+# largest cost range / eps for the scaling form: the kernel's smallest entry exp(-range/eps) and the
+# scalings (up to exp(range/eps)) stay far inside the dtype's range (float32 ~ 1e38, float64 ~ 1e308)
+SCALING_MAX_RANGE = {torch.float16: 5.0, torch.bfloat16: 5.0, torch.float32: 30.0, torch.float64: 300.0}
 
 
 def _marginal(x: torch.Tensor | None, name: str, shape: tuple[int, int], cost: torch.Tensor,
@@ -44,7 +55,8 @@ def _marginal(x: torch.Tensor | None, name: str, shape: tuple[int, int], cost: t
 
 def sinkhorn_plans(cost: torch.Tensor, a: torch.Tensor | None = None, b: torch.Tensor | None = None, *,
                    eps: float = 0.1, n_iter: int = 100, tol: float = 1e-6,
-                   col_mask: torch.Tensor | None = None) -> torch.Tensor:
+                   col_mask: torch.Tensor | None = None,
+                   method: Literal["auto", "log", "scaling"] = "auto") -> torch.Tensor:
     """Entropic OT plans ``(P, n, m)`` for ``P`` problems, same dtype and device as ``cost``.
 
     cost ``(P, n, m)``; a ``(P, n)`` row (crop) marginals or None for uniform; b ``(P, m)`` column
@@ -58,7 +70,12 @@ def sinkhorn_plans(cost: torch.Tensor, a: torch.Tensor | None = None, b: torch.T
     POT's stopping rule differs: every 10 iterations it stops when the largest (over problems) L2
     norm of the row-marginal error is below ``tol``; our default ``tol = 1e-6`` is tighter than
     LaZSL's. All problems run until the slowest one meets the rule or ``n_iter`` is reached.
+
+    ``method``: "log" (log-domain, always finite), "scaling" (faster; only where the kernel cannot
+    underflow) or "auto" (the scaling form when it is safe, see the module docstring).
     """
+    if method not in ("auto", "log", "scaling"):
+        raise ValueError(f"method must be 'auto', 'log' or 'scaling'; got {method!r}")
     if cost.ndim != 3 or not cost.is_floating_point():
         raise ValueError(f"cost must be a floating (P, n, m) tensor; got {cost.dtype} {tuple(cost.shape)}")
     if not eps > 0:
@@ -70,9 +87,18 @@ def sinkhorn_plans(cost: torch.Tensor, a: torch.Tensor | None = None, b: torch.T
         if tuple(col_mask.shape) != (P, m) or col_mask.dtype != torch.bool:
             raise ValueError(f"col_mask must be a bool tensor of shape {(P, m)}; got {col_mask.dtype} {tuple(col_mask.shape)}")
         col_mask = col_mask.to(cost.device)
-        cost = torch.where(col_mask[:, None, :], cost, torch.zeros((), dtype=cost.dtype, device=cost.device))
     a = _marginal(a, "a", (P, n), cost, None)
     b = _marginal(b, "b", (P, m), cost, col_mask)
-    res = solve_batch(cost.detach(), reg=float(eps), a=a, b=b, max_iter=int(n_iter), tol=float(tol),
-                      method="log_sinkhorn", grad="detach")
+    cost = cost.detach()
+    real = col_mask[:, None, :].expand(P, n, m) if col_mask is not None else torch.ones_like(cost, dtype=torch.bool)
+    inf = torch.tensor(float("inf"), dtype=cost.dtype, device=cost.device)
+    low = torch.where(real, cost, inf).amin(dim=(1, 2), keepdim=True)
+    high = torch.where(real, cost, -inf).amax(dim=(1, 2), keepdim=True)
+    # shift each problem to start at 0 (same plan); masked columns get cost 0 and carry no mass
+    cost = torch.where(real, cost - low, torch.zeros((), dtype=cost.dtype, device=cost.device))
+    if method == "auto":
+        limit = SCALING_MAX_RANGE.get(cost.dtype, 30.0)
+        method = "scaling" if float((high - low).max()) / eps <= limit else "log"
+    res = solve_batch(cost, reg=float(eps), a=a, b=b, max_iter=int(n_iter), tol=float(tol),
+                      method="sinkhorn" if method == "scaling" else "log_sinkhorn", grad="detach")
     return res.plan

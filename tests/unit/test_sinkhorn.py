@@ -196,4 +196,34 @@ def test_benchmark_run_smoke():
     r = run(batch=3, n=6, m=4, repeats=1)
     assert r["n_iter"] == 100 and r["batch"] == 3
     assert r["max_abs_plan_diff"] < 1e-5
-    assert r["median_batched_s"] > 0 and r["median_looped_s"] > 0
+    assert r["median_batched_s"] > 0 and all(t > 0 for t in r["median_looped_s"].values())
+    assert len(r["speedup"]) == 2
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.05])
+def test_scaling_form_and_log_domain_give_the_same_plans(eps):
+    g = torch.Generator().manual_seed(5)
+    cost = torch.rand(4, 9, 6, generator=g, dtype=torch.float64) * 0.8 + 0.3
+    a = torch.rand(4, 9, generator=g, dtype=torch.float64)
+    a[0, :3] = 0  # vision selection: zero-mass rows
+    mask = torch.rand(4, 6, generator=g) > 0.3
+    mask[:, 0] = True
+    cost[~mask[:, None, :].expand_as(cost)] = 1e6  # padding cost must not matter on either path
+    kw = dict(eps=eps, n_iter=3000, tol=1e-13, col_mask=mask)
+    log, scaling = sinkhorn_plans(cost, a, **kw, method="log"), sinkhorn_plans(cost, a, **kw, method="scaling")
+    torch.testing.assert_close(scaling, log, atol=1e-10, rtol=0)
+    assert (scaling[0, :3] == 0).all() and (scaling.transpose(1, 2)[~mask] == 0).all()
+
+
+def test_auto_takes_the_log_domain_where_the_kernel_would_underflow():
+    g = torch.Generator().manual_seed(6)
+    cost = torch.rand(3, 8, 5, generator=g) * 2  # float32, range ~2
+    fast = sinkhorn_plans(cost, eps=0.1, n_iter=500, tol=1e-9)  # 2 / 0.1 = 20 <= 30: scaling form
+    torch.testing.assert_close(fast, sinkhorn_plans(cost, eps=0.1, n_iter=500, tol=1e-9, method="scaling"))
+    small = sinkhorn_plans(cost, eps=1e-3, n_iter=50)  # 2 / 1e-3 = 2000: log domain
+    assert torch.isfinite(small).all()
+    torch.testing.assert_close(small, sinkhorn_plans(cost, eps=1e-3, n_iter=50, method="log"))
+    forced = sinkhorn_plans(cost, eps=1e-3, n_iter=50, method="scaling")  # underflowed kernel: wrong plan
+    assert not torch.isfinite(forced).all() or not torch.allclose(forced, small, atol=1e-3)
+    with pytest.raises(ValueError, match="method must be"):
+        sinkhorn_plans(cost, method="exact")
