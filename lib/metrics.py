@@ -8,7 +8,7 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in percent."""
     if len(logits) != len(labels):
         raise ValueError(f"{len(logits)} logits but {len(labels)} labels")
-    return 100.0 * (logits.argmax(dim=1) == labels).float().mean().item()
+    return 100.0 * (logits.argmax(dim=1).cpu() == labels.cpu()).float().mean().item()
 
 
 def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -168,6 +168,13 @@ class Inputs:
     mask: torch.Tensor | None = None  # (C, M)
     crops: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)  # crop seed -> crop features
 
+    def to(self, device: str | torch.device) -> "Inputs":
+        """The same features on ``device`` (scoring runs where the profile's model runs; the cache
+        keeps them on the CPU)."""
+        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+        return Inputs(self.labels, move(self.img), move(self.txt), move(self.single), move(self.desc),
+                      move(self.mask), {s: {k: move(v) for k, v in c.items()} for s, c in self.crops.items()})
+
 
 def gather_inputs(handle: ModelHandle, dataset, cfg: dict, cache: feature_cache.FeatureCache, *,
                   seeds: Sequence[int] = (), spec: crop_sampler.CropSpec | None = None,
@@ -187,7 +194,7 @@ def gather_inputs(handle: ModelHandle, dataset, cfg: dict, cache: feature_cache.
         inputs.crops[seed] = crop_sampler.crop_features(
             handle, dataset, crop_sampler.CropSpec(spec.n, spec.alpha, spec.beta, seed),
             cache=cache, batch_size=cfg["batch_size"])
-    return inputs
+    return inputs.to(cfg["device"])
 
 
 def crop_spec(cfg: dict, seed: int = 0, **overrides) -> crop_sampler.CropSpec:
@@ -267,7 +274,7 @@ def score_table(inputs_by_dataset: dict[str, Inputs], methods: Sequence[str], cf
             rows.append({"method": method, "dataset": ds_name,
                          "accuracy": float(np.mean(accs)) if accs else float("nan"),
                          "std": float(np.std(accs)) if accs else float("nan")})
-    return pd.DataFrame(rows).set_index(["method", "dataset"])
+    return pd.DataFrame(rows, columns=["method", "dataset", "accuracy", "std"]).set_index(["method", "dataset"])
 
 
 def wide(scores: pd.DataFrame, column: str = "accuracy", datasets: Sequence[str] | None = None) -> pd.DataFrame:
