@@ -74,7 +74,7 @@ def method_bars(scores: pd.DataFrame, title: str = ""):
     data = scores.reset_index().dropna(subset=["accuracy"])
     datasets = list(dict.fromkeys(data["dataset"]))
     methods = list(dict.fromkeys(data["method"]))
-    fig, ax = plt.subplots(figsize=(1.1 + 1.3 * len(datasets), 3.2))
+    fig, ax = plt.subplots(figsize=(1.5 + 1.9 * len(datasets), 3.2))
     sns.barplot(data=data, x="dataset", y="accuracy", hue="method", order=datasets, hue_order=methods, ax=ax,
                 errorbar=None)
     for container, method in zip(ax.containers, methods):
