@@ -62,6 +62,13 @@ def sample_boxes(width: int, height: int, spec: CropSpec, index: int) -> np.ndar
     return np.stack([x0, y0, x0 + sides, y0 + sides], axis=1)
 
 
+def views(image, spec: CropSpec, index: int, preprocess) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full image and its crops, each put through ``preprocess``: ((1 + n, 3, S, S), boxes (n, 4))."""
+    boxes = sample_boxes(image.width, image.height, spec, index)
+    pixels = [preprocess(image)] + [preprocess(image.crop(tuple(int(v) for v in b))) for b in boxes]
+    return torch.stack(pixels), torch.from_numpy(boxes)
+
+
 class _Views(torch.utils.data.Dataset):
     """Item i: (the full image and its n crops, preprocessed: (1 + n, 3, S, S), boxes (n, 4))."""
 
@@ -73,10 +80,7 @@ class _Views(torch.utils.data.Dataset):
 
     def __getitem__(self, j):
         i = self.indices[j]
-        image = self.dataset[i][0]
-        boxes = sample_boxes(image.width, image.height, self.spec, i)
-        views = [self.preprocess(image)] + [self.preprocess(image.crop(tuple(int(v) for v in b))) for b in boxes]
-        return torch.stack(views), torch.from_numpy(boxes)
+        return views(self.dataset[i][0], self.spec, i, self.preprocess)
 
 
 def _encode_chunk(handle: models.ModelHandle, dataset, indices: range, spec: CropSpec, batch_size: int,

@@ -7,6 +7,7 @@ arguments of ``scoring.lazsl_logits``.
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import time
@@ -192,7 +193,7 @@ def gather_inputs(handle: ModelHandle, dataset, cfg: dict, cache: feature_cache.
     spec = spec or crop_spec(cfg)
     for seed in seeds:
         inputs.crops[seed] = crop_sampler.crop_features(
-            handle, dataset, crop_sampler.CropSpec(spec.n, spec.alpha, spec.beta, seed),
+            handle, dataset, dataclasses.replace(spec, seed=seed),
             cache=cache, batch_size=cfg["batch_size"])
     return inputs.to(cfg["device"])
 
@@ -235,24 +236,24 @@ LAZSL_ABLATION: dict[str, dict | None] = {
 }
 
 
+def _resolve(name: str) -> tuple[bool, bool, Callable]:
+    """(needs descriptions, needs crops, scoring call) of a ``METHODS`` or ``LAZSL_ABLATION`` row."""
+    if name in METHODS:
+        return METHODS[name]
+    if name not in LAZSL_ABLATION:
+        raise KeyError(f"unknown method {name!r}; known: {list(METHODS) + list(LAZSL_ABLATION)}")
+    switches = LAZSL_ABLATION[name]
+    if switches is None:  # the ablation's baseline: DCLIP
+        return METHODS["DCLIP"]
+    return True, True, _lazsl(**switches)
+
+
 def method_logits(name: str, inputs: Inputs, cfg: dict, seed: int | None = None) -> torch.Tensor | None:
     """Logits of one method (``METHODS`` or ``LAZSL_ABLATION`` row); None when its inputs are missing."""
-    if name in LAZSL_ABLATION and name not in METHODS:
-        switches = LAZSL_ABLATION[name]
-        if inputs.desc is None:
-            return None
-        if switches is None:
-            return scoring.dclip_logits(inputs.img, inputs.desc, inputs.mask)
-        needs_desc, needs_crops, score = True, True, _lazsl(**switches)
-    else:
-        needs_desc, needs_crops, score = METHODS[name]
-    if needs_desc and inputs.desc is None:
+    needs_desc, needs_crops, score = _resolve(name)
+    if (needs_desc and inputs.desc is None) or (needs_crops and not inputs.crops):
         return None
-    crops = None
-    if needs_crops:
-        if not inputs.crops:
-            return None
-        crops = inputs.crops[seed if seed is not None else next(iter(inputs.crops))]
+    crops = inputs.crops[seed if seed is not None else next(iter(inputs.crops))] if needs_crops else None
     return score(inputs, crops, cfg)
 
 
@@ -263,10 +264,8 @@ def score_table(inputs_by_dataset: dict[str, Inputs], methods: Sequence[str], cf
     for ds_name, inputs in inputs_by_dataset.items():
         seeds = list(inputs.crops) or [None]
         for method in methods:
-            uses_crops = (method in LAZSL_ABLATION and LAZSL_ABLATION[method] is not None) or \
-                (method in METHODS and METHODS[method][1])
             accs = []
-            for seed in seeds if uses_crops else seeds[:1]:
+            for seed in seeds if _resolve(method)[1] else seeds[:1]:
                 logits = method_logits(method, inputs, cfg, seed)
                 if logits is None:
                     break
@@ -359,9 +358,7 @@ def time_methods(handle: ModelHandle, dataset, inputs: Inputs, cfg: dict, n_imag
     sample = [dataset[i][0] for i in range(min(n_images, len(dataset)))]
     spec = crop_spec(cfg)
     pixels = torch.stack([handle.preprocess(im) for im in sample])
-    views = torch.stack([torch.stack([handle.preprocess(im)] + [
-        handle.preprocess(im.crop(tuple(int(v) for v in box)))
-        for box in crop_sampler.sample_boxes(im.width, im.height, spec, i)]) for i, im in enumerate(sample)])
+    views = torch.stack([crop_sampler.views(im, spec, i, handle.preprocess)[0] for i, im in enumerate(sample)])
     small = Inputs(labels=inputs.labels[:len(sample)], img=inputs.img[:len(sample)], txt=inputs.txt,
                    single=inputs.single, desc=inputs.desc, mask=inputs.mask)
 
