@@ -28,9 +28,9 @@ PBAR_MOMENTUM = 0.9  # not given in the paper; ours (an exponential moving avera
 
 
 def init_anchors(desc: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Z* (C, d): the normalised mean of each class's real description embeddings (Alg. 1 INITCDA)."""
-    m = mask.to(desc.dtype)[..., None]
-    return F.normalize((desc * m).sum(1) / m.sum(1), dim=-1)
+    """Z* (C, d): the normalised mean of each class's real description embeddings (Alg. 1 INITCDA),
+    i.e. CuPL's classifier."""
+    return scoring.cupl_weights(desc, mask)
 
 
 def adaptive_weight(scores: torch.Tensor, mode: str = "score*margin") -> torch.Tensor:

@@ -86,6 +86,13 @@ def clip_logits(img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
     return img @ txt.T
 
 
+def cupl_weights(desc: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """CuPL's classifier (C, d): normalise(mean of each class's real description features). FAIR
+    initialises its Class Description Anchors with it (Alg. 1, INITCDA)."""
+    m = mask.to(desc.dtype)[..., None]
+    return F.normalize((desc * m).sum(1) / m.sum(1), dim=-1)
+
+
 def cupl_logits(img: torch.Tensor, desc: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """CuPL (Pratt et al. 2023): cosine similarity to normalise(mean of the class's description features).
 
@@ -95,9 +102,7 @@ def cupl_logits(img: torch.Tensor, desc: torch.Tensor, mask: torch.Tensor) -> to
     """
     _check("img", img, 2, "(B, d)")
     _check_desc(desc, mask, img.shape[1])
-    m = mask.to(desc.dtype)[..., None]
-    weights = F.normalize((desc * m).sum(1) / m.sum(1), dim=-1)
-    return img @ weights.T
+    return img @ cupl_weights(desc, mask).T
 
 
 def dclip_logits(img: torch.Tensor, desc: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -305,7 +305,7 @@ def theta_curve(inputs: Inputs, thetas: Sequence[float], cfg: dict) -> pd.DataFr
     rows = []
     for seed, c in inputs.crops.items():
         for theta in thetas:
-            logits = scoring.lazsl_logits(c["crops"], c["global"], inputs.desc, inputs.mask, theta=float(theta), eps=cfg["eps"])
+            logits = _lazsl(theta=float(theta))(inputs, c, cfg)
             rows.append({"parameter": "theta", "value": float(theta), "seed": seed,
                          "accuracy": metrics.accuracy(logits, inputs.labels)})
     return pd.DataFrame(rows)
@@ -427,7 +427,7 @@ def description_spread(inputs: Inputs) -> pd.Series:
     desc, mask = inputs.desc, inputs.mask
     pair = mask[:, :, None] & mask[:, None, :] & ~torch.eye(mask.shape[1], dtype=torch.bool)
     within = torch.einsum("cmd,cnd->cmn", desc, desc)[pair]
-    means = F.normalize((desc * mask[..., None]).sum(1), dim=-1)
+    means = scoring.cupl_weights(desc, mask)
     between = (means @ means.T)[~torch.eye(len(means), dtype=torch.bool)]
     return pd.Series({"within-class cosine": float(within.mean()) if within.numel() else float("nan"),
                       "between-class cosine": float(between.mean())}).round(4)
