@@ -179,7 +179,7 @@ class FeatureCache:
 # Feature helpers
 
 
-def _dataset_fingerprint(dataset) -> str:
+def dataset_fingerprint(dataset) -> str:
     fingerprint = getattr(dataset, "fingerprint", None)
     if not isinstance(fingerprint, str) or not fingerprint:
         raise TypeError(
@@ -196,7 +196,7 @@ def image_parts(handle: models.ModelHandle, dataset, kind: str, settings: dict |
         "model": handle.name,
         "weights": handle.fingerprint,
         "preprocess": repr(handle.preprocess),
-        "dataset": _dataset_fingerprint(dataset),
+        "dataset": dataset_fingerprint(dataset),
         "crops": settings,
     }
 

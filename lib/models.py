@@ -158,9 +158,13 @@ def image_tokens(handle: ModelHandle, pixels: torch.Tensor) -> dict[str, torch.T
     ``handle.model.visual.proj`` to compare them with text.
     """
     handle.encode_calls += 1
-    out = handle.model.visual.forward_intermediates(
-        pixels.to(handle.device), indices=1, normalize_intermediates=True,
-        output_fmt="NLC", output_extra_tokens=True,
+    return encoder_tokens(handle.model.visual, pixels.to(handle.device))
+
+
+def encoder_tokens(visual: torch.nn.Module, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``image_tokens`` of any open_clip vision tower (an adapted copy too), with autograd left on."""
+    out = visual.forward_intermediates(
+        pixels, indices=1, normalize_intermediates=True, output_fmt="NLC", output_extra_tokens=True,
     )
     return {
         "features": F.normalize(out["image_features"].float(), dim=-1),
@@ -209,12 +213,21 @@ def attention_maps(handle: ModelHandle, pixels: torch.Tensor) -> torch.Tensor:
 
 
 def encode_dataset(handle: ModelHandle, dataset, batch_size: int = 256, desc: str | None = None,
-                   num_workers: int = 0) -> torch.Tensor:
-    """Every image of ``dataset`` (items ``(PIL image, label)``) -> (N, d) normalised features."""
+                   num_workers: int = 0, visual: torch.nn.Module | None = None) -> torch.Tensor:
+    """Every image of ``dataset`` (items ``(PIL image, label)``) -> (N, d) normalised features.
+
+    ``visual``: encode with this vision tower (an adapted copy of the handle's) instead of the handle's.
+    """
     loader = torch.utils.data.DataLoader(
         _Preprocessed(dataset, handle.preprocess), batch_size=batch_size, shuffle=False, num_workers=num_workers
     )
-    feats = [encode_images(handle, pixels).cpu() for pixels in tqdm(loader, desc=desc or f"encode {getattr(dataset, 'name', 'images')}", disable=None)]
+    feats = []
+    for pixels in tqdm(loader, desc=desc or f"encode {getattr(dataset, 'name', 'images')}", disable=None):
+        if visual is None:
+            feats.append(encode_images(handle, pixels).cpu())
+        else:
+            with torch.no_grad():
+                feats.append(F.normalize(visual(pixels.to(handle.device)).float(), dim=-1).cpu())
     return torch.cat(feats) if feats else torch.empty(0, handle.model.visual.output_dim)
 
 

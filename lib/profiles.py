@@ -37,6 +37,8 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "sweep_size": (int, type(None)),  # images per sweep set (theta, alpha, seeds); null: all
     "shift_datasets": (list,),  # distribution-shift table (LaZSL Table 2 / demo shifted domains)
     "paper_reference": (bool,),  # show the papers' numbers beside ours (paper profile only)
+    # FAIR (notebooks 02 and 04): lib.fair.FairConfig fields plus the datasets and split sizes
+    "fair": (dict,),
 }
 
 

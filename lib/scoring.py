@@ -113,12 +113,17 @@ def dclip_logits(img: torch.Tensor, desc: torch.Tensor, mask: torch.Tensor) -> t
     return _masked_mean(torch.einsum("bd,cmd->bcm", img, desc), mask)
 
 
-def _crop_weights_cls(img_cls: torch.Tensor, crop_cls: torch.Tensor) -> torch.Tensor:
+def cls_crop_weights(img_cls: torch.Tensor, crop_cls: torch.Tensor) -> torch.Tensor:
     """FAIR eq. 12: w~_i = sim(f_CLS, f_i_CLS) / sum_l sim(f_CLS, f_l_CLS) (no softmax)."""
     _check("img_cls", img_cls, 2, "(B, h)")
     _check("crop_cls", crop_cls, 3, "(B, N, h)")
     sim = torch.einsum("bh,bnh->bn", F.normalize(img_cls, dim=-1), F.normalize(crop_cls, dim=-1))
     return sim / sim.sum(1, keepdim=True)
+
+
+def softmax_crop_weights(crops: torch.Tensor, img: torch.Tensor, crop_scale: float = math.exp(4)) -> torch.Tensor:
+    """WCA eq. 8: w_i = softmax_i(crop_scale * sim(f, f_i)) over the crops (B, N)."""
+    return torch.softmax(crop_scale * torch.einsum("bnd,bd->bn", crops, img), dim=1)
 
 
 def _top_k_mask(weights: torch.Tensor, k: int | None, name: str = "top_k") -> torch.Tensor:
@@ -153,9 +158,9 @@ def wca_logits(crops: torch.Tensor, img: torch.Tensor, desc: torch.Tensor, mask:
     _check_pair(crops, img)
     _check_desc(desc, mask, crops.shape[2])
     if _crop_cls_pair(crops, crop_cls, img_cls):
-        w = _crop_weights_cls(img_cls, crop_cls)
+        w = cls_crop_weights(img_cls, crop_cls)
     else:
-        w = torch.softmax(crop_scale * torch.einsum("bnd,bd->bn", crops, img), dim=1)
+        w = softmax_crop_weights(crops, img, crop_scale)
     keep = _top_k_mask(w, top_k)
     w = torch.where(keep, w, torch.zeros_like(w))
     w = w / w.sum(1, keepdim=True)
@@ -192,7 +197,7 @@ def las_logits(crops: torch.Tensor, crop_cls: torch.Tensor | None, img_cls: torc
     if anchors.shape[1] != crops.shape[2]:
         raise ValueError(f"anchors have feature size {anchors.shape[1]}, the crops {crops.shape[2]}")
     if _crop_cls_pair(crops, crop_cls, img_cls):
-        w = _crop_weights_cls(img_cls, crop_cls)
+        w = cls_crop_weights(img_cls, crop_cls)
     elif img is not None:
         _check_pair(crops, img)
         sim = torch.einsum("bnd,bd->bn", crops, img)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import fair, models, prompts, scoring
+from lib import fair, models, prompts, scoring, tuning
 
 
 def _unit(*shape, gen):
@@ -88,8 +88,8 @@ def test_only_layernorms_and_anchors_receive_gradients():
         handle = models.load_model(models.DEMO_MODEL, None)
     model = handle.model
     anchors = torch.nn.Parameter(F.normalize(torch.randn(10, model.visual.output_dim), dim=-1))
-    trainable = fair.layernorm_parameters(model.visual)
-    fair.train_only(model, trainable)
+    trainable = tuning.layernorm_parameters(model.visual)
+    tuning.train_only(model, trainable)
     assert len(trainable) == 2 * sum(isinstance(m, torch.nn.LayerNorm) for m in model.visual.modules())
     model.train()
     pixels = torch.randn(4, 3, handle.image_size, handle.image_size)
