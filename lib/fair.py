@@ -177,7 +177,7 @@ class FairConfig:
 
     def settings(self) -> dict:
         """The JSON part of a cached run's key."""
-        return {**dataclasses.asdict(self), "version": FAIR_VERSION}
+        return {**dataclasses.asdict(self), "tuning_detail": tuning.settings(self.tuning), "version": FAIR_VERSION}
 
 
 @dataclass
@@ -343,7 +343,7 @@ def loader(handle: models.ModelHandle, dataset, config: FairConfig) -> torch.uti
 
 
 def adapt(handle: models.ModelHandle, dataset, text: Text, config: FairConfig = FairConfig()) -> dict:
-    """Algorithm 1 on the unlabeled ``dataset``: returns ``state`` (the trained parameters by name),
+    """Algorithm 1 on the unlabeled ``dataset``: returns ``state/<name>`` for each trained parameter,
     ``anchors`` (the learned Z*, C x d) and ``history`` (one row per step, columns ``HISTORY``).
 
     The image encoder is a copy (the handle's model is untouched); the text encoder is never called.
@@ -365,8 +365,8 @@ def adapt(handle: models.ModelHandle, dataset, text: Text, config: FairConfig = 
                                 (out["pseudo_labels"] == labels).float().mean().item(), out["lr"]])
                 bar.update()
         bar.close()
-    return {"state": tuning.trainable_state(trainer.visual), "anchors": trainer.anchors.detach().cpu(),
-            "history": torch.tensor(history, dtype=torch.float64)}
+    state = {f"state/{name}": value for name, value in tuning.trainable_state(trainer.visual).items()}
+    return {**state, "anchors": trainer.anchors.detach().cpu(), "history": torch.tensor(history, dtype=torch.float64)}
 
 
 class Adapted:
@@ -375,7 +375,7 @@ class Adapted:
     def __init__(self, handle: models.ModelHandle, result: dict, config: FairConfig):
         self.handle, self.config = handle, config
         self.anchors = result["anchors"]
-        self.state = result["state"]
+        self.state = {k[len("state/"):]: v for k, v in result.items() if k.startswith("state/")}
         self.history = pd.DataFrame(result["history"].numpy(), columns=list(HISTORY))
         self.history["step"] = range(len(self.history))
 

@@ -80,7 +80,7 @@ def method_bars(scores: pd.DataFrame, title: str = ""):
     for container, method in zip(ax.containers, methods):
         rows = data.set_index(["method", "dataset"])
         for bar, ds in zip(container, datasets):
-            if (method, ds) in rows.index and rows.loc[(method, ds), "std"] > 0:
+            if "std" in rows and (method, ds) in rows.index and rows.loc[(method, ds), "std"] > 0:
                 x = bar.get_x() + bar.get_width() / 2
                 ax.errorbar(x, bar.get_height(), yerr=rows.loc[(method, ds), "std"], color="k", lw=1, capsize=2)
     ax.set_ylabel("accuracy (%)")
@@ -156,3 +156,126 @@ def transport_examples(dataset, examples: list[dict], sentences: list[list[str]]
 
 def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width)[:3])
+
+
+# --------------------------------------------------------------------------------------------------
+# FAIR (notebooks 02 and 04)
+
+
+def crop_weight_densities(samples: pd.DataFrame):
+    """Figs. 6/7: density of each crop weight (long columns ``weights``, ``crop weight``), one hue per
+    weighting, log x axis (uniform weight 1/N marked)."""
+    use_theme()
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    sns.kdeplot(data=samples, x="crop weight", hue="weights", common_norm=False, fill=True, alpha=0.25,
+                log_scale=True, ax=ax, warn_singular=False)
+    n = samples.groupby("weights").size().iloc[0]
+    ax.set_xlabel("crop weight (log scale)")
+    ax.set_title(f"crop weights of {n} crops", fontsize=10)
+    legend = ax.get_legend()
+    if legend is not None:
+        legend.set_title(None)
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_curves(sweep: pd.DataFrame, value: str = "accuracy", ylabel: str = "accuracy (%)"):
+    """Fig. 10: ``value`` against N (at fixed k) and against k (at fixed N), side by side.
+    ``sweep``: columns parameter ("N" or "k"), x, and ``value``."""
+    use_theme()
+    fig, axes = plt.subplots(1, 2, figsize=(7, 2.8), sharey=True)
+    for ax, param in zip(axes, ["N", "k"]):
+        part = sweep[sweep["parameter"] == param].sort_values("x")
+        sns.lineplot(data=part, x="x", y=value, marker="o", ax=ax, errorbar=None)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(part["x"].unique(), [str(int(v)) for v in part["x"].unique()])
+        ax.set_xlabel({"N": "crops sampled N (k fixed)", "k": "crops kept k (N fixed)"}[param])
+        ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def cost_bars(cost: pd.DataFrame, column: str = "seconds per image", title: str = ""):
+    """Bars of one cost column per method (index), the ratio to the first row written on each bar."""
+    use_theme()
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.45 * len(cost)))
+    data = cost.reset_index(names="method")
+    sns.barplot(data=data, y="method", x=column, ax=ax, color=sns.color_palette()[0])
+    base = data[column].iloc[0]
+    for bar, value in zip(ax.patches, data[column]):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {value / base:.2f}x", va="center", fontsize=8)
+    ax.set_ylabel("")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_bars(per_class: pd.DataFrame, title: str = ""):
+    """Figs. 1/8: accuracy per class (x), zero-shot vs adapted (hue). Long: method, class, accuracy."""
+    use_theme()
+    classes = list(dict.fromkeys(per_class["class"]))
+    fig, ax = plt.subplots(figsize=(1.5 + 0.55 * len(classes), 3))
+    sns.barplot(data=per_class, x="class", y="accuracy", hue="method", order=classes, ax=ax, errorbar=None)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xlabel("")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: pd.DataFrame, title: str = ""):
+    """A run's log per step: the two losses (left) and the pseudo-labels' accuracy (right)."""
+    use_theme()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
+    long = history.melt(id_vars="step", value_vars=["loss_st", "loss_reg"], var_name="loss", value_name="value")
+    sns.lineplot(data=long, x="step", y="value", hue="loss", ax=axes[0])
+    axes[0].set_ylabel("loss")
+    sns.lineplot(data=history, x="step", y=100 * history["pl_accuracy"], ax=axes[1])
+    axes[1].set_ylabel("pseudo-label accuracy (%)")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def embedding_panels(panels: dict, classnames, title: str = ""):
+    """Figs. 4/12: 2-D embeddings side by side. ``panels``: name -> (points (n, 2), labels (n,),
+    anchors (C, 2)); dots coloured by true class, stars for the Class Description Anchors."""
+    use_theme()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    palette = sns.color_palette("tab10", len(classnames))
+    for ax, (name, (points, labels, anchors)) in zip(axes[0], panels.items()):
+        names = [classnames[int(i)] for i in labels]
+        sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=names, hue_order=list(classnames), palette=palette,
+                        s=8, alpha=0.6, linewidth=0, ax=ax, legend=ax is axes[0][-1])
+        ax.scatter(anchors[:, 0], anchors[:, 1], marker="*", s=220, c=palette, edgecolors="k", linewidths=0.8)
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    legend = axes[0][-1].get_legend()
+    if legend is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=7,
+                        markerscale=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_pair(matrices: dict, classnames, title: str = ""):
+    """Fig. 5: row-normalised confusion matrices (%) side by side. ``matrices``: name -> (C, C) array."""
+    use_theme()
+    n = len(classnames)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(0.9 + 0.42 * n * len(matrices), 0.8 + 0.36 * n), squeeze=False)
+    for ax, (name, matrix) in zip(axes[0], matrices.items()):
+        sns.heatmap(matrix, annot=n <= 12, fmt=".0f", cmap="Blues", vmin=0, vmax=100, cbar=False, square=True,
+                    xticklabels=classnames, yticklabels=classnames, annot_kws={"fontsize": 6}, ax=ax)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name, fontsize=10)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

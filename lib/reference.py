@@ -1,5 +1,10 @@
 """The papers' published numbers, as data: anchors shown beside ours in the ``paper`` profile only.
 
+``lib/reference/fair.csv`` holds FAIR's ablations (``../shared/papers/fair_paper.txt``, ViT-B/32):
+``table3`` (components, with zero-shot CLIP), ``table4`` (inductive vs transductive, FAIR's rows),
+``table5`` (pseudo-label weight, six-dataset average only), ``table7`` (pseudo-labellers) and
+``table10`` (LN vs LoRA vs K-Adaptation). Row names follow ``lib.fair_tables``.
+
 ``lib/reference/lazsl.csv`` holds the LaZSL excerpt's tables (``../shared/papers/lazsl_paper-excerpt.txt``):
 ``main`` (CLIP ViT-B/16, Table 1), ``shift`` (ImageNet variants, LaZSL's row) and ``ablation``. Method
 and dataset names follow ``lib.zero_shot``. The ``demo`` profile never shows them: its numbers
@@ -16,9 +21,18 @@ REFERENCE_DIR = Path(__file__).parent / "reference"
 
 def lazsl(table: str) -> pd.DataFrame:
     """One LaZSL table as method (rows) x dataset (columns), accuracy in %."""
-    data = pd.read_csv(REFERENCE_DIR / "lazsl.csv")
+    return _table("lazsl", "LaZSL", table)
+
+
+def fair(table: str) -> pd.DataFrame:
+    """One FAIR table as method (rows) x dataset (columns), accuracy in %."""
+    return _table("fair", "FAIR", table)
+
+
+def _table(stem: str, paper: str, table: str) -> pd.DataFrame:
+    data = pd.read_csv(REFERENCE_DIR / f"{stem}.csv")
     if table not in set(data["table"]):
-        raise KeyError(f"LaZSL reference has no table {table!r}; known: {sorted(set(data['table']))}")
+        raise KeyError(f"{paper} reference has no table {table!r}; known: {sorted(set(data['table']))}")
     part = data[data["table"] == table]
     wide = part.pivot(index="method", columns="dataset", values="accuracy")
     return wide.loc[list(dict.fromkeys(part["method"])), list(dict.fromkeys(part["dataset"]))]

@@ -8,9 +8,9 @@ FAIR trains the image encoder's LayerNorm affine parameters (fair_paper.txt, Sec
 * ``"lora"``: peft's LoRA on every ``nn.MultiheadAttention`` (its q/k/v input projection and its
   output projection), rank ``LORA_RANK``. LoRA's paper adapts the attention projections.
 * ``"kadaptation"``: peft's LoKr (a low-rank Kronecker-product update, the K-Adaptation idea of [18])
-  on the attention output projection and both MLP layers. peft's LoKr cannot wrap
-  ``nn.MultiheadAttention`` itself, so the fused q/k/v projection stays frozen: our choice, recorded
-  in notebook 02.
+  on both MLP layers of every block. peft's LoKr cannot wrap ``nn.MultiheadAttention``, and a LoKr on
+  its ``out_proj`` would be dead (the attention reads ``out_proj.weight`` directly and never calls the
+  wrapped layer), so attention stays frozen: our choice, recorded in notebook 02.
 * ``"full"``: every parameter (the few-shot baselines of the CDFSL issue).
 
 ``prepare`` freezes everything else and returns the trainable parameters; ``trainable_state`` /
@@ -24,7 +24,7 @@ METHODS = ("ln", "lora", "kadaptation", "full")
 LORA_RANK = 4  # ours: small, for the demo model's 128-wide blocks (the FAIR paper gives no rank)
 LORA_ALPHA = 8  # ours: peft's usual 2 x rank
 LOKR_RANK = 4  # ours, the same budget as LoRA
-LOKR_TARGETS = ("out_proj", "c_fc", "c_proj")  # open_clip's attention output and MLP Linear layers
+LOKR_TARGETS = ("c_fc", "c_proj")  # open_clip's MLP Linear layers (see the module docstring)
 
 
 def layernorm_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -67,6 +67,12 @@ def prepare(module: torch.nn.Module, method: str = "ln") -> list[torch.nn.Parame
         raise ValueError(f"tuning method {method!r} found no parameters to train in {type(module).__name__}")
     train_only(module, params)
     return params
+
+
+def settings(method: str) -> dict:
+    """What ``prepare(module, method)`` injects, for cache keys (a change here retrains)."""
+    return {"ln": {}, "full": {}, "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA, "targets": ["attn"]},
+            "kadaptation": {"rank": LOKR_RANK, "targets": list(LOKR_TARGETS)}}[method]
 
 
 def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
