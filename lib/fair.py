@@ -401,11 +401,16 @@ class Adapted:
         return features @ F.normalize(self.anchors, dim=-1).T
 
 
+def run_settings(config: FairConfig, text: Text) -> dict:
+    """A run's cache-key settings: every FairConfig field plus the text side's fingerprint."""
+    return {**config.settings(), "text_side": text.fingerprint()}
+
+
 def run(handle: models.ModelHandle, unlabeled, text: Text, config: FairConfig,
         cache: feature_cache.FeatureCache | None = None) -> tuple[Adapted, dict]:
     """``adapt`` through the cache: (the run, its cache key settings). The key holds the model, the
     unlabeled split, the text side and every ``FairConfig`` field."""
-    settings = {**config.settings(), "text": text.fingerprint()}
+    settings = run_settings(config, text)
     result = feature_cache.cached(handle, unlabeled, "fair", settings,
                                   lambda: adapt(handle, unlabeled, text, config), cache=cache)
     return Adapted(handle, result, config), {**settings, "train": feature_cache.dataset_fingerprint(unlabeled)}

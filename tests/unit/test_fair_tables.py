@@ -103,3 +103,13 @@ def test_tsne_places_anchors_and_is_seeded():
     assert nearest.tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match="share d"):
         embeddings.tsne_with_anchors(feats, centres[:, :3])
+
+
+def test_every_row_has_its_own_cache_key():
+    """Two rows sharing a key would silently share one trained run (a bug once: the text side's
+    fingerprint overwrote the config's ``text`` field)."""
+    cfg = profiles.load("demo")
+    text = fair.Text.from_descriptions(F.normalize(torch.randn(3, 2, 8), dim=-1), torch.ones(3, 2, dtype=torch.bool))
+    keys = {row: repr(sorted(fair.run_settings(ft.config(cfg, ft.Job("demo-colour", row)), text).items()))
+            for row in ft.ROWS}
+    assert len(set(keys.values())) == len(ft.ROWS)
