@@ -30,12 +30,12 @@ The default model is the demo model (``lib.pretrain`` builds it offline); ``--mo
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 
 import torch
 
+from benchmarks import fair_step
 from benchmarks.fair_step import _pretrained, _timed, one_batch, text_side
 from lib import fair, models
 
@@ -78,26 +78,7 @@ def run(model: str = "demo-tiny-vit", pretrained: str | None = "demo", batch: in
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="demo-tiny-vit")
-    p.add_argument("--pretrained", default="demo", help="open_clip tag, checkpoint path, 'demo', or 'none' (random)")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--data", default="demo", choices=["demo", "random"])
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--descriptions", type=int, default=8)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice); 1 steadies timings on a busy shared CPU")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    r = run(args.model, args.pretrained, args.batch, args.repeats, args.device, data=args.data,
-            classes=args.classes, descriptions=args.descriptions, warmup=args.warmup)
-    print(f"{r['model']} (pretrained={r['pretrained']}, {r['image_size']}px) on {r['device']} "
-          f"({r['torch_threads']} torch threads), batch {r['batch']} of {r['data']} images, C={r['classes']}, "
-          f"M={r['descriptions']}, medians of {r['repeats']} interleaved repeats")
+    r = fair_step.run_from_arguments(run, __doc__, argv, warmup=1)
     print(f"FAIR pseudo-labels (N=16, top-4, [CLS] weights, LAS): {r['fair_s'] * 1e3:9.1f} ms per batch, "
           f"{r['views_fair']} encoder views per image")
     print(f"WCA pseudo-labels (N=60, softmax weights, descr.):   {r['wca_s'] * 1e3:9.1f} ms per batch, "

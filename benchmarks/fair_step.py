@@ -185,8 +185,9 @@ def run(model: str = "demo-tiny-vit", pretrained: str | None = "demo", batch: in
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_from_arguments(run_fn, doc: str, argv: list[str] | None, warmup: int) -> dict:
+    """Parse the shared command line of the FAIR benchmarks, run ``run_fn`` and print the setting."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--model", default="demo-tiny-vit")
     p.add_argument("--pretrained", default="demo", help="open_clip tag, checkpoint path, 'demo', or 'none' (random)")
     p.add_argument("--batch", type=int, default=32)
@@ -195,17 +196,22 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data", default="demo", choices=["demo", "random"])
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--descriptions", type=int, default=8)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=warmup)
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice); 1 steadies timings on a busy shared CPU")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    r = run(args.model, args.pretrained, args.batch, args.repeats, args.device, data=args.data,
-            classes=args.classes, descriptions=args.descriptions, warmup=args.warmup)
+    r = run_fn(args.model, args.pretrained, args.batch, args.repeats, args.device, data=args.data,
+               classes=args.classes, descriptions=args.descriptions, warmup=args.warmup)
     print(f"{r['model']} (pretrained={r['pretrained']}, {r['image_size']}px) on {r['device']} "
           f"({r['torch_threads']} torch threads), batch {r['batch']} of {r['data']} images, C={r['classes']}, "
           f"M={r['descriptions']}, medians of {r['repeats']} interleaved repeats")
+    return r
+
+
+def main(argv: list[str] | None = None) -> dict:
+    r = run_from_arguments(run, __doc__, argv, warmup=2)
     print(f"FAIR step (N={r['n_crops']}, top-{r['top_k']}; {r['views_no_grad']} views/image without grad "
           f"+ {r['views_grad']} with): {r['fair_step_s'] * 1e3:9.1f} ms")
     print(f"  pseudo-labelling (no grad):           {r['pseudo_labels_s'] * 1e3:9.1f} ms "
