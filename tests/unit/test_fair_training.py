@@ -389,7 +389,7 @@ def test_run_is_cached(handle, small, text, tmp_path):
     assert (cache.hits, cache.misses) == (0, 1)
     second, key2 = fair.run(handle, dataset, text, config, cache=cache)
     assert (cache.hits, cache.misses) == (1, 1)
-    assert key == key2 and key["text"] == text.fingerprint() and key["seed"] == config.seed
+    assert key == key2 and key["text_side"] == text.fingerprint() and key["text"] == config.text and key["seed"] == config.seed
     assert torch.equal(first.anchors, second.anchors)
     assert len(first.state) == len(tuning.layernorm_parameters(handle.model.visual))  # the trained LNs survive
     assert first.state.keys() == second.state.keys()
