@@ -12,6 +12,7 @@ The profile's ``fair`` block holds the datasets, sizes and ``FairConfig`` overri
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import multiprocessing
 import os
 import threading
@@ -25,7 +26,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from lib import fair, feature_cache, metrics, models, scoring, zero_shot
+from lib import fair, feature_cache, locations, metrics, models, scoring, zero_shot
 
 STAR = "(★)"
 ROWS: dict[str, dict] = {
@@ -129,16 +130,23 @@ def config(cfg: dict, job: Job) -> fair.FairConfig:
 def splits(cfg: dict, name: str, protocol: str = "inductive", data_root: str | Path | None = None):
     """(unlabeled set the run adapts on, test set it is scored on) of dataset ``name``."""
     opts = block(cfg)
-    found, skipped = zero_shot.open_datasets([name], "test", data_root, cfg["seed"], opts.get("test_size"))
-    if name not in found:
-        raise FileNotFoundError(f"FAIR dataset {name!r} is not available: {skipped.get(name, 'not found')}")
-    test = found[name]
+    root = locations.data_root(data_root)  # resolved here, so a changed $DATA_ROOT is a new cache entry
+    root = str(root) if root else None
+    test = _split(name, "test", root, cfg["seed"], opts.get("test_size"))
     if protocol == "transductive":
         return test, test
-    train, skipped = zero_shot.open_datasets([name], "train", data_root, cfg["seed"])
-    if name not in train:
-        raise FileNotFoundError(f"FAIR dataset {name!r} has no train split: {skipped.get(name, 'not found')}")
-    return zero_shot.subset(train[name], opts.get("adapt_size"), cfg["seed"]), test
+    return _split(name, "train", root, cfg["seed"], opts.get("adapt_size")), test
+
+
+@functools.lru_cache(maxsize=32)
+def _split(name: str, split: str, data_root: str | None, seed: int, size: int | None):
+    """One split of ``name`` (``size`` images of it, seeded), opened once per process: every table
+    row reads the same splits, and a demo split is rendered when opened."""
+    found, skipped = zero_shot.open_datasets([name], split, data_root, seed, size if split == "test" else None)
+    if name not in found:
+        what = "is not available" if split == "test" else "has no train split"
+        raise FileNotFoundError(f"FAIR dataset {name!r} {what}: {skipped.get(name, 'not found')}")
+    return found[name] if split == "test" else zero_shot.subset(found[name], size, seed)
 
 
 def text(handle: models.ModelHandle, dataset, cfg: dict, cache: feature_cache.FeatureCache,
