@@ -27,6 +27,17 @@ The LaZSL tables add (one reader each, same protocol):
   ImageNetR keep only the classes whose folders exist (200 in the real data), in ImageNet's order and
   relabelled 0..K-1; every variant's ``imagenet_indices`` maps its labels to ImageNet class indices.
 
+The BSCD-FSL cross-domain few-shot targets (``BSCDFSL_LAYOUTS``; Guo et al. 2020, IBM/cdfsl-benchmark) are
+whole-dataset pools that episodes are sampled from, so each is one test-only split of all its images:
+
+* CropDisease (``CropDiseaseDataset``): the ImageFolder ``<root>/CropDiseases/dataset/train/<class>/``;
+  classes are the sorted folders, "Apple___Black_rot" reads "Apple Black rot" (underscores become spaces).
+* ISIC (``ISICDataset``): ISIC 2018 Task 3's one-hot ``ISIC2018_Task3_Training_GroundTruth.csv`` (directly
+  in ``<root>/ISIC/`` or in the archive's folder of that name) and ``ISIC2018_Task3_Training_Input/``;
+  the 7 diagnoses in the csv's column order, spelled out ("melanoma", ..., "vascular lesion").
+* ChestX (``ChestXDataset``): NIH ChestX-ray14's ``<root>/ChestX/Data_Entry_2017.csv`` and ``images/``;
+  only images with exactly one finding among BSCD-FSL's 7 ("atelectasis", ..., "pneumothorax").
+
 Every dataset has the same protocol as ``lib.demo.DemoDataset``: ``name``, ``split``,
 ``classnames`` (index = label), ``paths``, ``labels`` (LongTensor), ``fingerprint`` (a content hash
 that does not depend on where the root is, so moving the data keeps feature caches valid), and
@@ -34,7 +45,9 @@ that does not depend on where the root is, so moving the data keeps feature cach
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -168,10 +181,26 @@ IMAGENET_VARIANTS: dict[str, ImageNetVariant] = {
 }
 VARIANT_SPLITS = ("test",)
 
+# The BSCD-FSL target datasets (IBM/cdfsl-benchmark, datasets/*_few_shot.py), test-only like the variants.
+CROPDISEASE_LAYOUT = "<root>/CropDiseases/dataset/train/<class folder>/<image>"
+ISIC_CSV = "ISIC2018_Task3_Training_GroundTruth.csv"
+ISIC_LAYOUT = (f"<root>/ISIC/{ISIC_CSV} (or <root>/ISIC/ISIC2018_Task3_Training_GroundTruth/{ISIC_CSV}, "
+               "as the archive unpacks) and <root>/ISIC/ISIC2018_Task3_Training_Input/<image>.jpg")
+CHESTX_LAYOUT = ("<root>/ChestX/Data_Entry_2017.csv (columns 'Image Index', 'Finding Labels') and "
+                 "<root>/ChestX/images/<Image Index>")
+BSCDFSL_LAYOUTS: dict[str, str] = {"CropDisease": CROPDISEASE_LAYOUT, "ISIC": ISIC_LAYOUT, "ChestX": CHESTX_LAYOUT}
+ISIC_DIAGNOSES: dict[str, str] = {  # csv column -> class name, in the csv's (and the label) order
+    "MEL": "melanoma", "NV": "melanocytic nevus", "BCC": "basal cell carcinoma", "AKIEC": "actinic keratosis",
+    "BKL": "benign keratosis", "DF": "dermatofibroma", "VASC": "vascular lesion",
+}
+CHESTX_FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumothorax")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # ImageFolder's
+
 
 def known_names() -> list[str]:
     """Every dataset name ``load_dataset`` reads, in registry spelling."""
-    return [*COOP_DATASETS, "ImageNet", "FGVCAircraft", "CUB", *TORCHVISION_DATASETS, *IMAGENET_VARIANTS]
+    return [*COOP_DATASETS, "ImageNet", "FGVCAircraft", "CUB", *TORCHVISION_DATASETS, *IMAGENET_VARIANTS,
+            *BSCDFSL_LAYOUTS]
 
 
 def canonical_name(name: str) -> str:
@@ -192,6 +221,8 @@ def layout_of(name: str) -> str:
         return TORCHVISION_DATASETS[name].layout()
     if name in IMAGENET_VARIANTS:
         return IMAGENET_VARIANTS[name].layout()
+    if name in BSCDFSL_LAYOUTS:
+        return BSCDFSL_LAYOUTS[name]
     return {"ImageNet": IMAGENET_LAYOUT, "FGVCAircraft": FGVC_LAYOUT, "CUB": CUB_LAYOUT}[name]
 
 
@@ -582,6 +613,163 @@ class CUBDataset(ImageListDataset):
         return table
 
 
+def _csv_rows(path: Path, raw: bytes, columns: Sequence[str], layout: str) -> list[tuple[int, list[str]]]:
+    """The ``columns`` (found by their header names) of each non-blank row of a csv file, with its line number."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path} is not UTF-8 text: {err}") from err
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        header = next((row for row in reader if any(cell.strip() for cell in row)), None)
+        if header is None:
+            raise DatasetError(f"{path} is empty: no header line; expected {layout}")
+        names = [cell.strip() for cell in header]
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DatasetError(f"{path}: the header (line {reader.line_num}) has no column{'s' * (len(missing) > 1)} "
+                               f"{', '.join(map(repr, missing))}; expected {layout}")
+        at = [names.index(c) for c in columns]
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            short = next((c for c, k in zip(columns, at) if k >= len(row)), None)
+            if short is not None:
+                raise DatasetError(f"{path}: line {reader.line_num} has {len(row)} fields, so no {short!r} "
+                                   f"(field {names.index(short) + 1} of the header)")
+            rows.append((reader.line_num, [row[k].strip() for k in at]))
+    except csv.Error as err:
+        raise DatasetError(f"{path}: line {reader.line_num} is not valid csv: {err}") from err
+    return rows
+
+
+def _check_image_name(listing: Path, n: int, image: str, image_dir: Path) -> None:
+    if not image or os.path.isabs(image):
+        raise DatasetError(f"{listing}: line {n} names image {image!r}, not a file name under {image_dir}")
+
+
+def _cropdisease_classname(folder_name: str) -> str:
+    """CropDisease's "Apple___Black_rot" -> "Apple Black rot": every run of underscores becomes one space."""
+    return " ".join(folder_name.replace("_", " ").split())
+
+
+class CropDiseaseDataset(ImageListDataset):
+    """BSCD-FSL's CropDisease (PlantVillage), the ImageFolder ``<root>/CropDiseases/dataset/train/<class>/<image>``.
+
+    Test-only: BSCD-FSL samples its episodes from all images. Classes are the sorted class folders
+    (labels 0..K-1, as ImageFolder gives them), named by ``_cropdisease_classname``; a class's images
+    are the files directly in its folder with an image suffix (``IMAGE_SUFFIXES``), sorted. The
+    fingerprint hashes the class names and the image paths (relative to ``train/``) with their labels.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "test"):
+        _check_split(split, "CropDisease", VARIANT_SPLITS)
+        folder = Path(root).expanduser() / "CropDiseases" / "dataset" / "train"
+        _require_dir(folder, "CropDisease image folder", CROPDISEASE_LAYOUT)
+        subs = _visible(folder, dirs=True)
+        if not subs:
+            raise DatasetError(f"CropDisease: no class folders in {folder}; expected {CROPDISEASE_LAYOUT}")
+        paths: list[Path] = []
+        labels: list[int] = []
+        for label, sub in enumerate(subs):
+            files = [p for p in _visible(sub, dirs=False) if p.suffix.lower() in IMAGE_SUFFIXES]
+            if not files:
+                raise DatasetError(f"CropDisease: class folder {sub} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            paths += files
+            labels += [label] * len(files)
+        classnames = [_cropdisease_classname(sub.name) for sub in subs]
+        listing = json.dumps([[p.relative_to(folder).as_posix(), y] for p, y in zip(paths, labels)]).encode()
+        super().__init__("CropDisease", split, classnames, paths, labels,
+                         _digest({"layout": "bscdfsl", "dataset": "CropDisease", "split": split,
+                                  "classes": classnames}, listing))
+
+
+class ISICDataset(ImageListDataset):
+    """BSCD-FSL's ISIC: ISIC 2018 Task 3's training ground truth and images under ``<root>/ISIC/`` (``ISIC_LAYOUT``).
+
+    Test-only (all images). The csv (header ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``, columns found by
+    name) gives each image a one-hot row; the label is the index of its 1 among ``ISIC_DIAGNOSES``
+    (the csv's column order), whose values are the class names. The csv is read from ``<root>/ISIC/``,
+    else from the archive's ``ISIC2018_Task3_Training_GroundTruth/`` folder; ``csv_file`` is the one
+    read. Images ``<image>.jpg`` are listed sorted by name. The fingerprint hashes the csv's bytes.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "test"):
+        _check_split(split, "ISIC", VARIANT_SPLITS)
+        folder = Path(root).expanduser() / "ISIC"
+        _require_dir(folder, "ISIC dataset folder", ISIC_LAYOUT)
+        listing = folder / ISIC_CSV
+        unpacked = folder / Path(ISIC_CSV).stem / ISIC_CSV
+        if not listing.exists() and unpacked.is_file():
+            listing = unpacked
+        raw = _read_bytes(listing, "ISIC ground-truth file", ISIC_LAYOUT)
+        image_dir = folder / "ISIC2018_Task3_Training_Input"
+        _require_dir(image_dir, "ISIC image folder", ISIC_LAYOUT)
+        columns = list(ISIC_DIAGNOSES)
+        label_of: dict[str, tuple[int, int]] = {}  # image -> (label, line)
+        for n, (image, *cells) in _csv_rows(listing, raw, ["image", *columns], ISIC_LAYOUT):
+            _check_image_name(listing, n, image, image_dir)
+            try:
+                values = [float(cell) for cell in cells]
+            except ValueError:
+                values = []
+            if sorted(values) != [0.0] * (len(columns) - 1) + [1.0]:
+                raise DatasetError(f"{listing}: line {n} (image {image}) is not one-hot over "
+                                   f"{','.join(columns)}: {','.join(cells)}")
+            if image in label_of:
+                raise DatasetError(f"{listing}: line {n} repeats image {image} of line {label_of[image][1]}")
+            label_of[image] = (values.index(1.0), n)
+        if not label_of:
+            raise DatasetError(f"{listing} lists no images; expected {ISIC_LAYOUT}")
+        images = sorted(label_of)
+        classnames = list(ISIC_DIAGNOSES.values())
+        super().__init__("ISIC", split, classnames, [image_dir / f"{image}.jpg" for image in images],
+                         [label_of[image][0] for image in images],
+                         _digest({"layout": "bscdfsl", "dataset": "ISIC", "split": split, "classes": classnames},
+                                 raw))
+        self.csv_file = listing
+
+
+class ChestXDataset(ImageListDataset):
+    """BSCD-FSL's ChestX: NIH ChestX-ray14's ``<root>/ChestX/Data_Entry_2017.csv`` and ``images/`` (``CHESTX_LAYOUT``).
+
+    Test-only (all images kept). As in BSCD-FSL, an image is kept only when its "Finding Labels"
+    (findings joined by "|") is exactly one of ``CHESTX_FINDINGS``, whose index is its label; rows
+    with several findings or another one ("No Finding", "Pneumonia", ...) are skipped. Class names
+    are the findings in lower case; images (grayscale PNGs, returned as RGB) are listed sorted by
+    "Image Index". Columns are found by header name. The fingerprint hashes the csv's bytes.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "test"):
+        _check_split(split, "ChestX", VARIANT_SPLITS)
+        folder = Path(root).expanduser() / "ChestX"
+        _require_dir(folder, "ChestX dataset folder", CHESTX_LAYOUT)
+        listing = folder / "Data_Entry_2017.csv"
+        raw = _read_bytes(listing, "ChestX data entry file", CHESTX_LAYOUT)
+        image_dir = folder / "images"
+        _require_dir(image_dir, "ChestX image folder", CHESTX_LAYOUT)
+        index = {finding: label for label, finding in enumerate(CHESTX_FINDINGS)}
+        line_of: dict[str, int] = {}
+        label_of: dict[str, int] = {}
+        for n, (image, findings) in _csv_rows(listing, raw, ["Image Index", "Finding Labels"], CHESTX_LAYOUT):
+            _check_image_name(listing, n, image, image_dir)
+            if image in line_of:
+                raise DatasetError(f"{listing}: line {n} repeats image {image} of line {line_of[image]}")
+            line_of[image] = n
+            found = [finding.strip() for finding in findings.split("|")]
+            if len(found) == 1 and found[0] in index:
+                label_of[image] = index[found[0]]
+        if not label_of:
+            raise DatasetError(f"{listing}: no image has exactly one finding among {', '.join(CHESTX_FINDINGS)}")
+        images = sorted(label_of)
+        classnames = [finding.lower() for finding in CHESTX_FINDINGS]
+        super().__init__("ChestX", split, classnames, [image_dir / image for image in images],
+                         [label_of[image] for image in images],
+                         _digest({"layout": "bscdfsl", "dataset": "ChestX", "split": split, "classes": classnames},
+                                 raw))
+
+
 def _stratified_parts(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """Split indices class by class into len(fractions) seeded parts (sizes rounded per class)."""
     rng = np.random.default_rng(seed)
@@ -688,12 +876,13 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, d
 
     ``layout="auto"`` reads the CoOp layout when its split file exists, else the torchvision layout
     when the dataset has one (``download=True`` lets torchvision fetch it; ``seed`` picks the carved
-    splits); "coop" and "torchvision" force one reader. ImageNet, FGVCAircraft, CUB and the ImageNet
-    variants have only their own reader ("coop"); Places365 only the torchvision one. The ImageNet
-    variants are test-only.
+    splits); "coop" and "torchvision" force one reader. ImageNet, FGVCAircraft, CUB, the ImageNet
+    variants and the BSCD-FSL targets (CropDisease, ISIC, ChestX) have only their own reader ("coop");
+    Places365 only the torchvision one. The ImageNet variants and the BSCD-FSL targets are test-only.
     """
     name = canonical_name(name)
-    _check_split(split, name, VARIANT_SPLITS if name in IMAGENET_VARIANTS else SPLITS)
+    test_only = name in IMAGENET_VARIANTS or name in BSCDFSL_LAYOUTS
+    _check_split(split, name, VARIANT_SPLITS if test_only else SPLITS)
     resolved = data_root(root)
     if resolved is None:
         raise DatasetError(f"DATA_ROOT is not set and no root was given: point DATA_ROOT at the folder "
@@ -709,6 +898,9 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, d
             return CUBDataset(resolved, split, seed=seed)
         if name in IMAGENET_VARIANTS:
             return ImageNetVariantDataset(resolved, name, split)
+        if name in BSCDFSL_LAYOUTS:
+            reader = {"CropDisease": CropDiseaseDataset, "ISIC": ISICDataset, "ChestX": ChestXDataset}[name]
+            return reader(resolved, split)
     if name in TORCHVISION_DATASETS:
         if layout == "coop":
             raise DatasetError(f"{name} has no CoOp layout; it is read from {layout_of(name)}")
