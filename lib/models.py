@@ -14,9 +14,11 @@ attention (the attention maps of notebook 03).
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -173,43 +175,58 @@ def encoder_tokens(visual: torch.nn.Module, pixels: torch.Tensor) -> dict[str, t
     }
 
 
-def attention_maps(handle: ModelHandle, pixels: torch.Tensor) -> torch.Tensor:
+def attention_maps(handle: ModelHandle, pixels: torch.Tensor, visual: torch.nn.Module | None = None) -> torch.Tensor:
     """Last block's per-head [CLS]->patch attention, renormalised over patches: (B, heads, gh, gw).
 
     open_clip calls ``nn.MultiheadAttention`` with ``need_weights=False``, so a forward pre-hook on
     the last block's ``attn`` captures its (already LayerNorm-ed) input and the weights are recomputed
     from ``in_proj_weight``: softmax(q k^T / sqrt(d_head)). The [CLS] row drops its self-attention
-    entry and is renormalised so each map sums to 1 over the patch grid.
+    entry and is renormalised so each map sums to 1 over the patch grid. ``visual``: a fine-tuned
+    copy of the handle's image encoder (a peft LoRA on the attention is merged into a copy first).
     """
-    blocks = handle.model.visual.transformer.resblocks
-    attn = blocks[-1].attn
-    if not isinstance(attn, torch.nn.MultiheadAttention):
-        raise NotImplementedError(f"attention maps need nn.MultiheadAttention blocks; {handle.name} has {type(attn).__name__}")
+    visual = handle.model.visual if visual is None else visual
+    blocks = visual.transformer.resblocks
+    attn = _plain_attention(blocks[-1].attn, handle.name)
     captured = {}
 
     def hook(module, args, kwargs):
         captured["x"] = args[0] if args else kwargs["query"]
 
-    remove = attn.register_forward_pre_hook(hook, with_kwargs=True)
+    remove = blocks[-1].attn.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.no_grad():
-            handle.model.visual(pixels.to(handle.device))
+            visual(pixels.to(handle.device))
     finally:
         remove.remove()
     handle.encode_calls += 1
     x = captured["x"]
-    if not attn.batch_first and not handle.model.visual.transformer.batch_first:
+    if not attn.batch_first and not visual.transformer.batch_first:
         x = x.transpose(0, 1)
     b, length, width = x.shape
     heads = attn.num_heads
-    q, k, _ = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    with torch.no_grad():
+        q, k, _ = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
     q = q.reshape(b, length, heads, -1).transpose(1, 2)
     k = k.reshape(b, length, heads, -1).transpose(1, 2)
     weights = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1)
     cls_to_patch = weights[:, :, 0, 1:]
     cls_to_patch = cls_to_patch / cls_to_patch.sum(-1, keepdim=True)
-    gh, gw = handle.patch_grid
+    gh, gw = tuple(visual.grid_size)
     return cls_to_patch.reshape(b, heads, gh, gw).float().cpu()
+
+
+def _plain_attention(attn: torch.nn.Module, name: str) -> torch.nn.MultiheadAttention:
+    """``attn`` itself, or for a peft adapter around one, a copy of its base layer with the adapter merged."""
+    if isinstance(attn, torch.nn.MultiheadAttention):
+        return attn
+    base = attn.get_base_layer() if hasattr(attn, "get_base_layer") else None
+    if isinstance(base, torch.nn.MultiheadAttention):
+        merged = copy.deepcopy(attn)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            merged.merge()
+        return merged.get_base_layer()
+    raise NotImplementedError(f"attention maps need nn.MultiheadAttention blocks; {name} has {type(attn).__name__}")
 
 
 def encode_dataset(handle: ModelHandle, dataset, batch_size: int = 256, desc: str | None = None,

@@ -279,3 +279,103 @@ def confusion_pair(matrices: dict, classnames, title: str = ""):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def fewshot_intervals(table: pd.DataFrame, title: str = ""):
+    """CDFSL accuracy, mean +- 95% CI: one panel per target, methods on y, shots as hue.
+    ``table``: long, columns method, dataset, shots, accuracy, ci95."""
+    use_theme()
+    targets = list(dict.fromkeys(table["dataset"]))
+    methods = list(dict.fromkeys(table["method"]))
+    shots = sorted(set(table["shots"]))
+    palette = sns.color_palette("deep", len(shots))
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 0.45 * len(methods) + 1.2),
+                             squeeze=False, sharey=True)
+    for ax, target in zip(axes[0], targets):
+        part = table[table["dataset"] == target]
+        for j, k in enumerate(shots):
+            rows = part[part["shots"] == k].set_index("method").reindex(methods)
+            y = [i + (j - (len(shots) - 1) / 2) * 0.25 for i in range(len(methods))]
+            ax.errorbar(rows["accuracy"], y, xerr=rows["ci95"], fmt="o", ms=4, capsize=2, color=palette[j],
+                        label=f"{k}-shot")
+        ax.set_yticks(range(len(methods)), methods, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("accuracy (%)")
+        ax.set_title(target, fontsize=10)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def attention_grid(images, maps: dict, names, boxes=None, title: str = ""):
+    """Query images (columns) x (method, map) rows: each map upsampled over its image.
+
+    ``maps``: method -> {"cls": (n, gh, gw), "text": (n, gh, gw)}; ``boxes`` (n, 4) in image pixels,
+    outlined when given. A map covers the model's view, which is the whole image for square images.
+    """
+    use_theme()
+    kinds = (("cls", "[CLS] attn"), ("text", "patch-text"))
+    rows = 1 + len(maps) * len(kinds)
+    n = len(images)
+    fig, axes = plt.subplots(rows, n, figsize=(1.35 * n + 1.3, 1.3 * rows), squeeze=False)
+    for col, image in enumerate(images):
+        height, width = image.shape[:2]
+        axes[0][col].imshow(image, interpolation="nearest")
+        axes[0][col].set_title(names[col], fontsize=8)
+        r = 1
+        for method, by_kind in maps.items():
+            for kind, label in kinds:
+                ax = axes[r][col]
+                ax.imshow(image, interpolation="nearest")
+                ax.imshow(by_kind[kind][col].numpy(), cmap="magma", alpha=0.6, extent=(0, width, height, 0),
+                          interpolation="nearest", vmin=0)
+                if col == 0:
+                    ax.set_ylabel(f"{_wrap(method, 16)}\n{label}", fontsize=7)
+                r += 1
+        for r in range(rows):
+            ax = axes[r][col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if boxes is not None:
+                x0, y0, x1, y1 = boxes[col].tolist()
+                ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=0.8, ec="#4cc9f0"))
+    axes[0][0].set_ylabel("query", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def localisation_bars(scores: pd.DataFrame, title: str = ""):
+    """Localisation score per method (x) for both maps (hue), over seeds (error bars: sd), with the
+    uniform map's score as a dashed line. ``scores``: long, columns method, seed, map, score, chance."""
+    use_theme()
+    fig, ax = plt.subplots(figsize=(1.0 + 1.1 * scores["method"].nunique(), 3))
+    sns.barplot(data=scores, x="method", y="score", hue="map", errorbar="sd", ax=ax)
+    ax.axhline(scores["chance"].mean(), ls="--", color="0.4", lw=1, label="uniform map")
+    ax.set_ylabel("attention mass in box")
+    ax.set_xlabel("")
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def loss_split_curves(split: pd.DataFrame, title: str = ""):
+    """The CE split during fine-tuning: one panel per quantity (visual margin, cross-modal margin,
+    CE), one line per method. ``split``: long, columns method, step, part, value."""
+    use_theme()
+    parts = list(dict.fromkeys(split["part"]))
+    fig, axes = plt.subplots(1, len(parts), figsize=(3.4 * len(parts) + 1.5, 2.8), squeeze=False)
+    for i, (ax, part) in enumerate(zip(axes[0], parts)):
+        sns.lineplot(data=split[split["part"] == part], x="step", y="value", hue="method", ax=ax,
+                     legend=i == len(parts) - 1)
+        ax.set_title(part, fontsize=10)
+        ax.set_ylabel("")
+    sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -39,6 +39,8 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "paper_reference": (bool,),  # show the papers' numbers beside ours (paper profile only)
     # FAIR (notebooks 02 and 04): lib.fair.FairConfig fields plus the datasets and split sizes
     "fair": (dict,),
+    # cross-domain few-shot (notebook 03): targets, shots, episodes, lib.cdfsl.CdfslConfig overrides
+    "cdfsl": (dict,),
 }
 
 
