@@ -231,21 +231,30 @@ def localisation_table(handle, cfg, cache, target: str, methods: Sequence[str], 
                         ).set_index(["method", "seed"])
 
 
+SPLIT_PARTS = {"margin_visual": "visual margin", "margin_cross_modal": "cross-modal margin", "ce": "CE loss"}
+CYCLE_PARTS = {"cycle_image": "L_cyc_img", "cycle_text": "L_cyc_txt", "ce": "CE loss"}
+
+
 def loss_split(handle, cfg, cache, target: str, methods: Sequence[str], shots: int, seed: int = 0,
-               data_root=None) -> pd.DataFrame:
-    """The CE split logged during training, averaged over the episodes: long (method, step, part, value)
-    with the two margins and the two surrogate parts."""
+               data_root=None, parts: dict[str, str] = SPLIT_PARTS) -> pd.DataFrame:
+    """Logged quantities (``parts``: history column -> label; default the CE split's two margins and
+    the CE loss) averaged over the episodes: long (method, step, part, value)."""
     frames = []
     for method in methods:
         runs = results(handle, cfg, cache, Job(target, method, shots, seed), data_root)
         mean = sum(cdfsl.history_frame(r) for r in runs) / len(runs)
         mean["method"] = method
         frames.append(mean)
-    long = pd.concat(frames).melt(id_vars=["method", "step"],
-                                  value_vars=["margin_visual", "margin_cross_modal", "ce"], var_name="part")
-    long["part"] = long["part"].map({"margin_visual": "visual margin", "margin_cross_modal": "cross-modal margin",
-                                     "ce": "CE loss"})
+    long = pd.concat(frames).melt(id_vars=["method", "step"], value_vars=list(parts), var_name="part")
+    long["part"] = long["part"].map(parts)
     return long
+
+
+def first_last(long: pd.DataFrame) -> pd.DataFrame:
+    """A ``loss_split`` table's first and last value per (method, part) and the change."""
+    ends = long.groupby(["method", "part"], sort=False)["value"].agg(first="first", last="last")
+    ends["change"] = ends["last"] - ends["first"]
+    return ends
 
 
 def episode_maps(handle, cfg, cache, target: str, method: str, shots: int, n_images: int = 4,
