@@ -176,7 +176,7 @@ def anchor_patches(patches: torch.Tensor, labels: torch.Tensor, text: torch.Tens
     kept = []
     for c in labels.unique():
         own = patches[labels == c].reshape(-1, d)
-        sims = own @ F.normalize(text[c], dim=-1)
+        sims = F.normalize(own, dim=-1) @ F.normalize(text[c], dim=-1)
         kept.append(own[sims.topk(min(k, len(own))).indices])
     return torch.cat(kept)
 
@@ -219,7 +219,8 @@ def ce_parts(features: torch.Tensor, labels: torch.Tensor, text: torch.Tensor, t
 
 def alignment_loss(features: torch.Tensor, labels: torch.Tensor, text: torch.Tensor, tau: float) -> torch.Tensor:
     """KL(softmax(T t_y / tau) || softmax(T f / tau)) averaged over the batch: each image's relations
-    to the class texts pulled towards its own class text's relations to them (the text side is fixed)."""
+    to the class texts pulled towards its own class text's relations to them. The target is detached;
+    the prediction keeps the text's gradient, so a learned prompt (CoOp) is aligned as well."""
     text_n = F.normalize(text, dim=-1)
     target = torch.softmax(text_n[labels].detach() @ text_n.detach().T / tau, dim=1)
     log_pred = torch.log_softmax(F.normalize(features, dim=-1) @ text_n.T / tau, dim=1)
