@@ -11,9 +11,7 @@ profile's ``cdfsl`` block holds the targets, shots, episode counts and config ov
 """
 from __future__ import annotations
 
-import concurrent.futures
 import functools
-import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -21,9 +19,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-from lib import cdfsl, feature_cache, locations, models, zero_shot
+from lib import cdfsl, feature_cache, job_pool, locations, models, zero_shot
 
 BASE = "base"  # in METHODS: replaced by the profile's base tuning
 METHODS: dict[str, dict] = {
@@ -141,45 +138,13 @@ def results(handle: models.ModelHandle, cfg: dict, cache: feature_cache.FeatureC
 # Running many jobs
 
 
-def _worker_init(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _prefetch_one(cfg: dict, job: Job, data_root: str | None) -> str | None:
-    try:
-        handle = models.load_model(cfg["model"], cfg["pretrained"], cfg["device"])
-        results(handle, cfg, feature_cache.FeatureCache(), job, data_root)
-        return None
-    except Exception as err:  # noqa: BLE001 -- reported with the job that failed
-        return f"{type(err).__name__}: {err}"
-
-
 def prefetch(cfg: dict, jobs: Sequence[Job], data_root: str | Path | None = None, workers: int | None = None,
              cache: feature_cache.FeatureCache | None = None) -> None:
     """Run every job, ``workers`` at a time in spawned processes with one torch thread each (the
     profile's ``cdfsl.workers``; 1 runs them here). Failing jobs raise one RuntimeError naming them
     after the others finish."""
-    jobs = list(dict.fromkeys(jobs))
     workers = workers if workers is not None else block(cfg).get("workers", 1)
-    data_root = str(data_root) if data_root else None
-    if workers <= 1 or len(jobs) <= 1:
-        handle = models.load_model(cfg["model"], cfg["pretrained"], cfg["device"])
-        for job in tqdm(jobs, desc="CDFSL jobs", disable=None):
-            results(handle, cfg, cache or feature_cache.FeatureCache(), job, data_root)
-        return
-    failures = {}
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                                initargs=(1,)) as executor:
-        futures = {executor.submit(_prefetch_one, cfg, job, data_root): job for job in jobs}
-        for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="CDFSL jobs",
-                           disable=None):
-            error = future.result()
-            if error:
-                failures[futures[future]] = error
-    if failures:
-        lines = "\n".join(f"  {job}: {err}" for job, err in failures.items())
-        raise RuntimeError(f"{len(failures)} CDFSL job(s) failed:\n{lines}")
+    job_pool.run_jobs(results, cfg, jobs, data_root, workers, cache, "CDFSL job(s)")
 
 
 def table_jobs(cfg: dict, targets: Sequence[str], methods: Sequence[str] = MAIN,

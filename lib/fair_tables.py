@@ -11,9 +11,7 @@ The profile's ``fair`` block holds the datasets, sizes and ``FairConfig`` overri
 """
 from __future__ import annotations
 
-import concurrent.futures
 import functools
-import multiprocessing
 import os
 import threading
 import time
@@ -24,9 +22,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-from lib import fair, feature_cache, locations, metrics, models, scoring, zero_shot
+from lib import fair, feature_cache, job_pool, locations, metrics, models, scoring, zero_shot
 
 STAR = "(★)"
 ROWS: dict[str, dict] = {
@@ -193,45 +190,13 @@ def zero_shot_logits(handle: models.ModelHandle, cfg: dict, cache: feature_cache
 # --------------------------------------------------------------------------------------------------
 # Running many jobs
 
-def _worker_init(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _prefetch_one(cfg: dict, job: Job, data_root: str | None) -> str | None:
-    try:
-        handle = models.load_model(cfg["model"], cfg["pretrained"], cfg["device"])
-        outcome(handle, cfg, feature_cache.FeatureCache(), job, data_root)
-        return None
-    except Exception as err:  # noqa: BLE001 -- reported with the job that failed
-        return f"{type(err).__name__}: {err}"
-
-
 def prefetch(cfg: dict, jobs: Sequence[Job], data_root: str | Path | None = None, workers: int | None = None,
              cache: feature_cache.FeatureCache | None = None) -> None:
     """Train every job not yet in the cache, ``workers`` at a time in spawned processes with one
     torch thread each (the profile's ``fair.workers``; 1 runs them here). A failing job raises a
     RuntimeError naming it after the others finish."""
-    jobs = list(dict.fromkeys(jobs))
     workers = workers if workers is not None else block(cfg).get("workers", 1)
-    data_root = str(data_root) if data_root else None
-    if workers <= 1 or len(jobs) <= 1:
-        handle = models.load_model(cfg["model"], cfg["pretrained"], cfg["device"])
-        for job in tqdm(jobs, desc="FAIR runs", disable=None):
-            outcome(handle, cfg, cache or feature_cache.FeatureCache(), job, data_root)
-        return
-    failures = {}
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                                initargs=(1,)) as pool:
-        futures = {pool.submit(_prefetch_one, cfg, job, data_root): job for job in jobs}
-        for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="FAIR runs",
-                           disable=None):
-            error = future.result()
-            if error:
-                failures[futures[future]] = error
-    if failures:
-        lines = "\n".join(f"  {job}: {err}" for job, err in failures.items())
-        raise RuntimeError(f"{len(failures)} FAIR run(s) failed:\n{lines}")
+    job_pool.run_jobs(outcome, cfg, jobs, data_root, workers, cache, "FAIR run(s)")
 
 
 def table_jobs(cfg: dict, tables: Sequence[str], datasets: Sequence[str]) -> list[Job]:

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from module_state import assert_unchanged, snapshot
 from lib import cdfsl, feature_cache, models, prompt_learning, tuning, zero_shot
 
 # every loss term on (CC-CDFSL cycle with both Semantic Anchor switches, D-Trap perturb and align);
@@ -24,24 +25,6 @@ ALL_ON = dict(cycle=True, perturb=True, align=True, anchor_augment=True, anchor_
 
 def _config(**overrides) -> cdfsl.CdfslConfig:
     return cdfsl.CdfslConfig(**{"steps": 1, **ALL_ON, **overrides})
-
-
-def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _assert_same_state(module: torch.nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
-    state = module.state_dict()
-    assert set(state) == set(snapshot)
-    changed = [k for k in snapshot if not torch.equal(state[k], snapshot[k])]
-    assert not changed, f"changed: {changed[:5]}"
-
-
-@pytest.fixture(scope="module")
-def handle():
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return models.load_model(models.DEMO_MODEL, None)
 
 
 @pytest.fixture(scope="module")
@@ -490,9 +473,9 @@ def _base_name(name: str) -> str:
 @pytest.mark.parametrize("method", ["ln", "lora", "full", "coop"])
 def test_finetune_trains_only_the_chosen_parameters(handle, support, method):
     images, labels, names, text = support
-    model_before = _snapshot(handle.model)
+    model_before = snapshot(handle.model)
     tuned, history = cdfsl.finetune(handle, images, labels, names, text, _config(tuning=method))
-    _assert_same_state(handle.model, model_before)
+    assert_unchanged(handle.model, model_before)
     assert all(p.grad is None for p in handle.model.parameters())
     assert len(history) == 1 and list(history.columns) == list(cdfsl.HISTORY)
     assert np.isfinite(history.to_numpy(dtype=float)).all()
@@ -580,7 +563,7 @@ def test_finetune_is_deterministic_and_leaves_the_global_rng_alone(handle, suppo
 
 def test_zero_steps_is_the_untouched_model(handle, support):
     images, labels, names, text = support
-    model_before = _snapshot(handle.model)
+    model_before = snapshot(handle.model)
     tuned, history = cdfsl.finetune(handle, images, labels, names, text, _config(tuning="lora", steps=0))
     assert len(history) == 0 and list(history.columns) == list(cdfsl.HISTORY)
     base = handle.model.visual.state_dict()
@@ -592,7 +575,7 @@ def test_zero_steps_is_the_untouched_model(handle, support):
     coop, _ = cdfsl.finetune(handle, images, labels, names, text, _config(tuning="coop", steps=0))
     expected = models.encode_texts(handle, [f"{prompt_learning.CTX_INIT} {name}." for name in names])
     torch.testing.assert_close(coop.text().detach(), expected, atol=1e-5, rtol=0)
-    _assert_same_state(handle.model, model_before)
+    assert_unchanged(handle.model, model_before)
 
 
 def test_finetune_with_mismatched_labels_raises(handle, support):

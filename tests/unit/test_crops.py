@@ -10,13 +10,6 @@ from lib.demo import DemoDataset, domain_spec
 
 
 @pytest.fixture(scope="module")
-def handle():
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return models.load_model(models.DEMO_MODEL, None)
-
-
-@pytest.fixture(scope="module")
 def scenes():
     return DemoDataset(domain_spec("clutter"), "test", n=5, seed=0)
 

@@ -20,13 +20,6 @@ VIEW = 32
 
 
 @pytest.fixture(scope="module")
-def handle():
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return models.load_model(models.DEMO_MODEL, None)
-
-
-@pytest.fixture(scope="module")
 def pixels(handle):
     gen = torch.Generator().manual_seed(0)
     return torch.randn(3, 3, handle.image_size, handle.image_size, generator=gen)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from module_state import assert_unchanged, snapshot
 from lib import models, prompt_learning
 
 CLASSNAMES = ["zero", "one", "seven", "traffic light"]  # a two-word name too: the suffix is not one token
@@ -12,17 +13,6 @@ CLASSNAMES = ["zero", "one", "seven", "traffic light"]  # a two-word name too: t
 @pytest.fixture(scope="module")
 def handle():
     return models.load_model(models.DEMO_MODEL, "demo")
-
-
-def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _assert_same_state(module: torch.nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
-    state = module.state_dict()
-    assert set(state) == set(snapshot)
-    changed = [k for k in snapshot if not torch.equal(state[k], snapshot[k])]
-    assert not changed, f"changed: {changed[:5]}"
 
 
 def test_ctx_from_the_init_phrase_reproduces_the_text_encoder(handle):
@@ -59,9 +49,9 @@ def test_gradient_reaches_only_the_context(handle):
 
 
 def test_an_optimizer_step_on_ctx_changes_the_prompts_and_not_the_model(handle):
-    model_before = _snapshot(handle.model)
+    model_before = snapshot(handle.model)
     learner = prompt_learning.PromptLearner(handle.model, handle.tokenizer, CLASSNAMES)
-    frozen_before = _snapshot(learner)
+    frozen_before = snapshot(learner)
     ctx_before = learner.ctx.detach().clone()
     features_before = learner().detach()
     optimizer = torch.optim.SGD([learner.ctx], lr=1.0)
@@ -71,21 +61,21 @@ def test_an_optimizer_step_on_ctx_changes_the_prompts_and_not_the_model(handle):
     optimizer.step()
     assert not torch.equal(learner.ctx.detach(), ctx_before)
     assert (learner().detach() - features_before).abs().max() > 1e-4
-    _assert_same_state(handle.model, model_before)
+    assert_unchanged(handle.model, model_before)
     # the learner's own frozen copies did not move either: only ctx did
-    after = _snapshot(learner)
+    after = snapshot(learner)
     assert {k for k in after if not torch.equal(after[k], frozen_before[k])} == {"ctx"}
 
 
 def test_the_learner_holds_copies_not_the_handle_s_layers(handle):
     flags = {name: p.requires_grad for name, p in handle.model.named_parameters()}
-    model_before = _snapshot(handle.model)
+    model_before = snapshot(handle.model)
     learner = prompt_learning.PromptLearner(handle.model, handle.tokenizer, CLASSNAMES[:2])
     assert {name: p.requires_grad for name, p in handle.model.named_parameters()} == flags  # nothing frozen
     with torch.no_grad():
         for p in learner.parameters():
             p.add_(0.5)
-    _assert_same_state(handle.model, model_before)
+    assert_unchanged(handle.model, model_before)
 
 
 def test_init_with_the_wrong_token_count_raises_naming_n_ctx(handle):
