@@ -328,12 +328,9 @@ def train_transform(preprocess, size: int, config: CdfslConfig) -> Callable:
     model's preprocessing itself when ``augment`` is off."""
     if not config.augment:
         return preprocess
-    normalize = next((t for t in getattr(preprocess, "transforms", []) if type(t).__name__ == "Normalize"), None)
-    if normalize is None:
-        raise ValueError("the model's preprocessing has no Normalize step to reuse for augmented views")
     flip = [T.RandomHorizontalFlip()] if config.flip else []
     return T.Compose([T.RGB(), T.RandomResizedCrop(size, scale=config.rrc_scale, antialias=True), *flip,
-                      T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(normalize.mean, normalize.std)])
+                      *models.tensor_tail(preprocess, "augmented views")])
 
 
 class Tuned:

@@ -96,8 +96,7 @@ class Job:
 
 def available(cfg: dict, names: Sequence[str], data_root: str | Path | None = None) -> tuple[list[str], dict]:
     """(the targets of ``names`` that can be opened, {name: why not} for the others)."""
-    found, skipped = zero_shot.open_datasets(list(names), "test", data_root, cfg["seed"], 1)
-    return [n for n in names if n in found], skipped
+    return zero_shot.available(names, data_root, cfg["seed"])
 
 
 def pool(cfg: dict, name: str, data_root: str | Path | None = None):

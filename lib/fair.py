@@ -273,10 +273,7 @@ def weak_pseudo_labels(visual: torch.nn.Module, weak: torch.Tensor, indices: tor
 def transforms_for(preprocess, size: int, config: FairConfig) -> tuple[Callable, Callable]:
     """(weak, strong) PIL -> normalised tensor. Weak: the model's own centre crop (FAIR), or a
     RandomResizedCrop (FAIR-g, Sec. 6.1). Strong: RandomResizedCrop, flip and RandAugment (Sec. 6.1)."""
-    normalize = next((t for t in getattr(preprocess, "transforms", []) if type(t).__name__ == "Normalize"), None)
-    if normalize is None:
-        raise ValueError("the model's preprocessing has no Normalize step to reuse for the strong view")
-    tail = [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(normalize.mean, normalize.std)]
+    tail = models.tensor_tail(preprocess, "the strong view")
     rrc = T.RandomResizedCrop(size, scale=config.rrc_scale, antialias=True)
     head = [T.RGB(), rrc] + ([T.RandomHorizontalFlip()] if config.flip else [])
     strong = T.Compose(head + ([T.RandAugment()] if config.randaugment else []) + tail)

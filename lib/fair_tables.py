@@ -100,8 +100,7 @@ def with_overrides(cfg: dict, **overrides) -> dict:
 
 def available(cfg: dict, names: Sequence[str], data_root: str | Path | None = None) -> tuple[list[str], dict]:
     """(the datasets of ``names`` that can be opened, {name: why not} for the others)."""
-    found, skipped = zero_shot.open_datasets(list(names), "test", data_root, cfg["seed"], 1)
-    return [n for n in names if n in found], skipped
+    return zero_shot.available(names, data_root, cfg["seed"])
 
 
 def block(cfg: dict) -> dict:

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import open_clip
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2 as T
 from tqdm import tqdm
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -246,6 +247,15 @@ def encode_dataset(handle: ModelHandle, dataset, batch_size: int = 256, desc: st
             with torch.no_grad():
                 feats.append(F.normalize(visual(pixels.to(handle.device)).float(), dim=-1).cpu())
     return torch.cat(feats) if feats else torch.empty(0, handle.model.visual.output_dim)
+
+
+def tensor_tail(preprocess, what: str) -> list:
+    """[ToImage, ToDtype, Normalize] with the model's own normalisation, to end an augmented view's
+    transform (``what`` names the view in the error when the preprocessing has no Normalize step)."""
+    normalize = next((t for t in getattr(preprocess, "transforms", []) if type(t).__name__ == "Normalize"), None)
+    if normalize is None:
+        raise ValueError(f"the model's preprocessing has no Normalize step to reuse for {what}")
+    return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(normalize.mean, normalize.std)]
 
 
 class _Preprocessed(torch.utils.data.Dataset):

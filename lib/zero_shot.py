@@ -74,6 +74,12 @@ def open_datasets(names: Sequence[str], split: str = "test", data_root: str | Pa
     return opened, skipped
 
 
+def available(names: Sequence[str], data_root: str | Path | None = None, seed: int = 0) -> tuple[list[str], dict]:
+    """(the datasets of ``names`` whose test split opens, in order; {name: why not} for the others)."""
+    found, skipped = open_datasets(list(names), "test", data_root, seed, 1)
+    return [n for n in names if n in found], skipped
+
+
 class Subset(torch.utils.data.Dataset):
     """A seeded, class-agnostic subset of a dataset with the same protocol (name, classnames, labels,
     fingerprint): the smaller evaluation sets of the sweeps."""
