@@ -186,6 +186,9 @@ def attention_maps(handle: ModelHandle, pixels: torch.Tensor, visual: torch.nn.M
     copy of the handle's image encoder (a peft LoRA on the attention is merged into a copy first).
     """
     visual = handle.model.visual if visual is None else visual
+    if not hasattr(visual, "transformer"):
+        raise NotImplementedError(f"attention maps need open_clip's VisionTransformer tower (CLIP-style); "
+                                  f"{handle.name} has {type(visual).__name__}")
     blocks = visual.transformer.resblocks
     attn = _plain_attention(blocks[-1].attn, handle.name)
     captured = {}

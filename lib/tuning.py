@@ -6,7 +6,8 @@ FAIR trains the image encoder's LayerNorm affine parameters (fair_paper.txt, Sec
 
 * ``"ln"``: every ``nn.LayerNorm``'s weight and bias; nothing else changes.
 * ``"lora"``: peft's LoRA on every ``nn.MultiheadAttention`` (its q/k/v input projection and its
-  output projection), rank ``LORA_RANK``. LoRA's paper adapts the attention projections.
+  output projection), rank ``LORA_RANK``; on timm towers (PE-Core) on the fused ``qkv`` layers. LoRA's
+  paper adapts the attention projections.
 * ``"kadaptation"``: peft's LoKr (a low-rank Kronecker-product update, the K-Adaptation idea of [18])
   on both MLP layers of every block. peft's LoKr cannot wrap ``nn.MultiheadAttention``, and a LoKr on
   its ``out_proj`` would be dead (the attention reads ``out_proj.weight`` directly and never calls the
@@ -51,9 +52,7 @@ def prepare(module: torch.nn.Module, method: str = "ln") -> list[torch.nn.Parame
         from peft import LoKrConfig, LoraConfig, inject_adapter_in_model
 
         if method == "lora":
-            if not any(isinstance(m, torch.nn.MultiheadAttention) for m in module.modules()):
-                raise ValueError("tuning method 'lora' needs nn.MultiheadAttention layers; this encoder has none")
-            config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=["attn"])
+            config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=lora_targets(module))
             tag = "lora_"
         else:
             present = {name.rsplit(".", 1)[-1] for name, _ in module.named_modules()}
@@ -69,9 +68,20 @@ def prepare(module: torch.nn.Module, method: str = "ln") -> list[torch.nn.Parame
     return params
 
 
+def lora_targets(module: torch.nn.Module) -> list[str]:
+    """Where LoRA goes: open_clip's ``nn.MultiheadAttention`` blocks (``attn``), else the fused q/k/v
+    ``Linear`` layers of timm towers (``qkv``: PE-Core and other TimmModel backbones)."""
+    if any(isinstance(m, torch.nn.MultiheadAttention) for m in module.modules()):
+        return ["attn"]
+    if any(name.rsplit(".", 1)[-1] == "qkv" and isinstance(m, torch.nn.Linear) for name, m in module.named_modules()):
+        return ["qkv"]
+    raise ValueError("tuning method 'lora' needs nn.MultiheadAttention layers or Linear layers named 'qkv'; "
+                     f"{type(module).__name__} has neither")
+
+
 def settings(method: str) -> dict:
     """What ``prepare(module, method)`` injects, for cache keys (a change here retrains)."""
-    return {"ln": {}, "full": {}, "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA, "targets": ["attn"]},
+    return {"ln": {}, "full": {}, "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA, "targets": ["attn"]},  # "qkv" on timm towers: the model is in every key too
             "kadaptation": {"rank": LOKR_RANK, "targets": list(LOKR_TARGETS)}}[method]
 
 

@@ -182,3 +182,29 @@ def test_load_trainable_with_an_unknown_name_raises_naming_it(visual):
     with pytest.raises(KeyError, match="head.no_such_weight"):
         tuning.load_trainable(visual, bad)
     assert torch.equal(visual.ln_post.weight, before)  # checked before anything is copied
+
+
+class _TimmStyleBlock(torch.nn.Module):
+    """A timm-style attention block: a fused q/k/v Linear named ``qkv``, no nn.MultiheadAttention."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = torch.nn.Linear(8, 24)
+        self.proj = torch.nn.Linear(8, 8)
+        self.norm = torch.nn.LayerNorm(8)
+
+    def forward(self, x):
+        return self.proj(self.qkv(self.norm(x))[..., :8])
+
+
+def test_lora_on_timm_style_towers_targets_qkv():
+    module = torch.nn.Sequential(_TimmStyleBlock(), _TimmStyleBlock())
+    assert tuning.lora_targets(module) == ["qkv"]
+    params = tuning.prepare(module, "lora")
+    names = [n for n, p in module.named_parameters() if p.requires_grad]
+    assert params and all("lora_" in n and ".qkv." in n for n in names)
+
+
+def test_lora_without_attention_names_the_module():
+    with pytest.raises(ValueError, match="Linear layers named 'qkv'; Sequential has neither"):
+        tuning.prepare(torch.nn.Sequential(torch.nn.Linear(4, 4)), "lora")
