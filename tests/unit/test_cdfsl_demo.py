@@ -6,9 +6,9 @@ feature cache when notebook 03 ran first (the main job); cold, they train here (
 
 Measured on notebook 03's runs (demo-clutter, 5-shot, 8 episodes per seed, seeds 0-2):
 * every method's maps put far more mass in the digit's box than a uniform map: [CLS] attention
-  0.509-0.514 and patch-text 0.41 against a chance level of 0.178 on every seed;
-* CC-CDFSL does *not* raise the localisation score over its CE baseline (LayerNorm): mean
-  differences +0.0005 ([CLS]) and -0.0016 (patch-text), smaller than the spread over seeds. The
+  0.504-0.517 and patch-text 0.389-0.428 against a chance level of 0.177-0.180, on every seed;
+* CC-CDFSL does *not* raise the localisation score over its CE baseline (LayerNorm): per seed
+  +0.0008 / +0.0007 / -0.0003 ([CLS]) and +0.0004 / -0.0035 / -0.0016 (patch-text). The
   issue asks to report this, and to assert an improvement only if it held: it does not, so the
   differences are recorded (``record_property``) and only the above-chance claim is asserted.
 * the discriminability trap: plain LayerNorm fine-tuning on demo-colour grows the visual margin by
@@ -22,7 +22,7 @@ import pytest
 from lib import feature_cache, models, profiles
 from lib import cdfsl_tables as ct
 
-ABOVE_CHANCE = 0.15  # measured: >= 0.23 ([CLS] 0.509 vs 0.178; patch-text 0.41 vs 0.178) on every seed
+ABOVE_CHANCE = 0.15  # measured: the smallest margin over chance is 0.21 (patch-text, seed 1: 0.389 vs 0.177)
 
 
 @pytest.fixture(scope="module")
