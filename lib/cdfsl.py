@@ -54,7 +54,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2 as T
 from tqdm import tqdm
 
-from lib import feature_cache, localisation, metrics, models, prompt_learning, tuning
+from lib import feature_cache, localisation, metrics, models, profiles, prompt_learning, tuning
 
 # --------------------------------------------------------------------------------------------------
 # Episodes
@@ -303,15 +303,7 @@ class CdfslConfig:
     @classmethod
     def from_settings(cls, settings: dict, **overrides) -> "CdfslConfig":
         """A config from a profile's ``cdfsl`` block / a row's switches; unknown keys are named."""
-        merged = {**settings, **overrides}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"unknown CDFSL parameter(s) {unknown}; known: {sorted(known)}")
-        for name in ("rrc_scale", "perturb_range"):
-            if name in merged:
-                merged[name] = tuple(merged[name])
-        return cls(**merged)
+        return profiles.dataclass_from_settings(cls, {**settings, **overrides}, "CDFSL")
 
     def settings(self) -> dict:
         detail = {} if self.tuning == "coop" else tuning.settings(self.tuning)
@@ -385,10 +377,10 @@ def losses(tuned: Tuned, pixels: torch.Tensor, labels: torch.Tensor, step: int, 
         log["align"], log["align_weight"] = term.item(), weight
     if config.cycle:
         patches = localisation.patch_features(tuned.visual, tokens["patches"])
+        flat = patches.reshape(-1, patches.shape[-1])
         corpus = (anchor_corpus(patches, labels.cpu(), config.augment_factor, generator) if config.anchor_augment
-                  else patches.reshape(-1, patches.shape[-1]))
-        queries = (anchor_patches(patches, labels, text, config.anchor_patches) if config.anchor_shrink
-                   else patches.reshape(-1, patches.shape[-1]))
+                  else flat)
+        queries = anchor_patches(patches, labels, text, config.anchor_patches) if config.anchor_shrink else flat
         to_text = lambda v: translate(v, text, config.cycle_tau)  # noqa: E731
         to_image = lambda t: translate(t, corpus, config.cycle_tau)  # noqa: E731
         cyc_img = cycle_loss(queries, to_text, to_image)
@@ -470,6 +462,14 @@ def evaluate(tuned: Tuned, dataset, episode: Episode) -> dict[str, torch.Tensor]
     return result
 
 
+def finetune_episode(handle: models.ModelHandle, dataset, episode: Episode, text: torch.Tensor,
+                     config: CdfslConfig) -> tuple[Tuned, pd.DataFrame]:
+    """``finetune`` on ``episode``'s support images of ``dataset``; ``text`` (N, d) its classes' features."""
+    images = [dataset[i][0] for i in episode.support]
+    names = [dataset.classnames[c] for c in episode.classes]
+    return finetune(handle, images, episode.support_labels, names, text, config)
+
+
 def episode_settings(episode: Episode, config: CdfslConfig, text: torch.Tensor) -> dict:
     """A run's cache-key settings: the episode, every config field and the text head's fingerprint."""
     digest = hashlib.sha256(text.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
@@ -487,9 +487,7 @@ def run_episode(handle: models.ModelHandle, dataset, episode: Episode, class_tex
     text = class_text[list(episode.classes)]
 
     def compute():
-        images = [dataset[i][0] for i in episode.support]
-        names = [dataset.classnames[c] for c in episode.classes]
-        tuned, history = finetune(handle, images, episode.support_labels, names, text, config)
+        tuned, history = finetune_episode(handle, dataset, episode, text, config)
         result = evaluate(tuned, dataset, episode)
         result["history"] = torch.tensor(history.to_numpy(dtype=np.float64)).reshape(len(history), len(HISTORY))
         return result

@@ -234,9 +234,7 @@ def episode_maps(handle, cfg, cache, target: str, method: str, shots: int, n_ima
     conf = config(cfg, method, seed)
 
     def compute():
-        images = [dataset[i][0] for i in episode.support]
-        names = [dataset.classnames[c] for c in episode.classes]
-        tuned, _ = cdfsl.finetune(handle, images, episode.support_labels, names, text, conf)
+        tuned, _ = cdfsl.finetune_episode(handle, dataset, episode, text, conf)
         index = [episode.query[p] for p in picks]
         labels = episode.query_labels[picks]
         pixels = torch.stack([handle.preprocess(dataset[i][0]) for i in index])

@@ -34,7 +34,7 @@ import torchvision.transforms.v2 as T
 from torchvision.ops import roi_align
 from tqdm import tqdm
 
-from lib import crops, feature_cache, models, scoring, tuning
+from lib import crops, feature_cache, models, profiles, scoring, tuning
 
 # Table 5's rows: which factors of eq. 16 the pseudo-label weight keeps
 WEIGHTS = ("none", "score", "margin", "score*margin")
@@ -166,14 +166,7 @@ class FairConfig:
     @classmethod
     def from_settings(cls, settings: dict, **overrides) -> "FairConfig":
         """A config from a profile's ``fair`` block; unknown keys raise an error naming them."""
-        merged = {**settings, **overrides}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"unknown FAIR parameter(s) {unknown}; known: {sorted(known)}")
-        if "rrc_scale" in merged:
-            merged["rrc_scale"] = tuple(merged["rrc_scale"])
-        return cls(**merged)
+        return profiles.dataclass_from_settings(cls, {**settings, **overrides}, "FAIR")
 
     def settings(self) -> dict:
         """The JSON part of a cached run's key."""

@@ -7,6 +7,7 @@ resolved values, never the profile's name.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import yaml
@@ -75,3 +76,16 @@ def load(name: str = "demo", **overrides) -> dict:
         _check(key, value, "notebook parameter")
         settings[key] = value
     return settings
+
+
+def dataclass_from_settings(cls, settings: dict, what: str):
+    """A config dataclass ``cls`` from a profile block's settings: an unknown key raises an error naming
+    it (``what`` names the block, e.g. "FAIR"), and lists become tuples for tuple fields (YAML has no
+    tuples)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {what} parameter(s) {unknown}; known: {sorted(fields)}")
+    values = {k: tuple(v) if str(fields[k].type).startswith("tuple") and isinstance(v, list) else v
+              for k, v in settings.items()}
+    return cls(**values)
