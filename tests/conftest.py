@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import lib  # noqa: F401 -- pins the CPU kernels (lib.cpu_numerics) before any test or kernel computes
+
 # Nothing reaches a hub at test time: open_clip and huggingface_hub honour these.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
