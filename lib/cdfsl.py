@@ -105,7 +105,8 @@ def sample_episodes(labels: torch.Tensor | Sequence[int], n_way: int = 5, k_shot
         if count < need:
             name = f"{classnames[c]!r} (label {c})" if classnames is not None else f"label {c}"
             raise ValueError(f"{dataset}: class {name} has {count} images; a {k_shot}-shot episode with "
-                             f"{n_query} queries per class needs {need}")
+                             f"{n_query} queries per class needs {need} (k_shot + n_query): lower k_shot or "
+                             "n_query, or sample from a larger split")
     by_class = {c: np.flatnonzero(labels == c) for c in counts}
     episodes = []
     for i in range(n_episodes):

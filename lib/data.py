@@ -282,7 +282,8 @@ class ImageListDataset(torch.utils.data.Dataset):
         except FileNotFoundError:
             raise DatasetError(f"{self.name}/{self.split}: image file not found: {path}") from None
         except (OSError, SyntaxError, ValueError) as err:  # UnidentifiedImageError is an OSError
-            raise DatasetError(f"{self.name}/{self.split}: cannot read image {path}: {err}") from err
+            raise DatasetError(f"{self.name}/{self.split}: cannot read image {path}: {err}; "
+                               "replace the file (or download the dataset again)") from err
 
     @property
     def fingerprint(self) -> str:
@@ -909,8 +910,9 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, d
     if layout == "torchvision" or (layout == "auto" and entry is not None and entry.torchvision is not None
                                    and not (resolved / entry.folder / entry.split_file).is_file()):
         if layout == "auto" and not download and not (resolved / entry.torchvision.folder).exists():
-            raise DatasetError(f"{name} not found under {resolved}: expected the CoOp layout {layout_of(name)}, "
-                               f"or the torchvision layout <root>/{entry.torchvision.folder}/... "
+            absent = "" if resolved.is_dir() else " (no such folder)"
+            raise DatasetError(f"{name} not found under {resolved}{absent}: expected the CoOp layout "
+                               f"{layout_of(name)}, or the torchvision layout <root>/{entry.torchvision.folder}/... "
                                f"(torchvision.datasets.{entry.torchvision.cls}; download=True fetches it)")
         return TorchvisionDataset(resolved, name, split, download=download, seed=seed)
     return CoOpDataset(resolved, name, split)

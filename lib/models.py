@@ -116,16 +116,23 @@ def load_model(name: str, pretrained: str | None = None, device: str | torch.dev
     weights = _resolve_pretrained(name, pretrained)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights, device=device)
-    except RuntimeError as err:
-        if weights is not None and Path(weights).is_file() and (
-            "size mismatch" in str(err) or "Missing key" in str(err) or "Unexpected key" in str(err)
-        ):
-            first = str(err).strip().splitlines()
-            detail = next((line.strip() for line in first if "size mismatch" in line or "key" in line), first[0])
+    except Exception as err:
+        if weights is None or not Path(weights).is_file() or isinstance(err, torch.OutOfMemoryError):
+            raise
+        lines = str(err).strip().splitlines() or [""]
+        misfit = ("size mismatch", "Missing key", "Unexpected key")  # load_state_dict's words
+        detail = next((line.strip() for line in lines if any(word in line for word in misfit)), None)
+        if detail is not None:
+            detail = detail.rstrip(".") if len(detail) <= 300 else detail[:300] + " ..."
             raise ModelLoadError(
-                f"checkpoint {weights} does not fit architecture {name!r}: {detail}"
+                f"checkpoint {weights} does not fit architecture {name!r}: {detail}; load it with the architecture "
+                "it was saved from"
             ) from err
-        raise
+        # not a state dict at all (a truncated or foreign file): torch.load's own error names no file
+        first = lines[0].split(". ")[0][:200]
+        raise ModelLoadError(f"checkpoint {weights} cannot be read as open_clip weights for {name!r} "
+                             f"({type(err).__name__}: {first}); expected a state dict saved from an open_clip "
+                             "model (a truncated download?)") from err
     model.eval()
     return ModelHandle(model, preprocess, open_clip.get_tokenizer(name), name, pretrained, torch.device(device))
 

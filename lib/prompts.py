@@ -98,9 +98,11 @@ def load_descriptors(path: str | Path, classnames: Sequence[str], format: Litera
     missing = [c for c in classnames if _key(c) not in by_key]
     unknown = [name for key, name in by_key.items() if key not in wanted]
     if missing:
-        raise DescriptorError(f"descriptor file {path} has no entry for class(es) {missing}")
+        raise DescriptorError(f"descriptor file {path} has no entry for class(es) {missing}: add one list of "
+                              "sentences per class (keys match the class names ignoring case and underscores)")
     if unknown and extra == "error":
-        raise DescriptorError(f"descriptor file {path} names class(es) not in the dataset: {unknown}")
+        raise DescriptorError(f"descriptor file {path} names class(es) not in the dataset: {unknown}; fix the "
+                              "spelling, or pass extra='ignore' when the file covers a larger class list")
     out = []
     for c in classnames:
         sentences = table[by_key[_key(c)]]

@@ -3,7 +3,9 @@
 No I/O and no model calls (DESIGN.md, "Scoring contract"). Shapes: ``img`` (B, d) global image
 features, ``crops`` (B, N, d) crop features, ``desc`` (C, M, d) description features padded to M per
 class with ``mask`` (C, M) bool marking the real ones, ``txt`` / ``class_txt`` / ``anchors`` (C, d),
-``img_cls`` (B, h) and ``crop_cls`` (B, N, h) pre-projection [CLS] tokens.
+``img_cls`` (B, h) and ``crop_cls`` (B, N, h) pre-projection [CLS] tokens. Feature inputs are checked
+where they come in: NaN or inf, or a zero-norm vector (padded descriptions excepted), is a ValueError
+naming the argument and the rows, never a silent NaN or an all-zero row of logits.
 
 | function | paper, equation |
 |---|---|
@@ -29,17 +31,51 @@ import torch.nn.functional as F
 from lib import sinkhorn
 
 
-def _check(name: str, tensor: torch.Tensor, ndim: int, spec: str) -> None:
+ZERO_NORM = 1e-12  # F.normalize's floor: a shorter feature vector has no direction
+
+
+def _where(bad: torch.Tensor, spec: str) -> str:
+    """``B = [1, 3]`` or ``(B, N) = [(0, 2)]``: the leading indices where ``bad`` holds, axes named by ``spec``."""
+    axes = [a.strip() for a in spec.strip("()").split(",")][:bad.ndim]
+    found = bad.nonzero().tolist()
+    listed = [tuple(i) if len(i) > 1 else i[0] for i in found[:8]]
+    more = f" ... ({len(found)} in all)" if len(found) > 8 else ""
+    label = axes[0] if len(axes) == 1 else f"({', '.join(axes)})"
+    return f"{label} = {listed}{more}"
+
+
+def _check_values(name: str, tensor: torch.Tensor, spec: str, real: torch.Tensor | None = None) -> None:
+    """NaN or inf anywhere, or a zero feature vector (last axis) where ``real`` holds, is a ValueError naming
+    the argument and the rows. Zero vectors are refused rather than scored: they cannot be L2-normalised, give
+    a similarity of 0 to every class, and argmax would then silently pick class 0."""
+    with torch.no_grad():
+        values = tensor.detach()
+        broken = ~torch.isfinite(values).all(-1)
+        if broken.any():
+            raise ValueError(f"{name} contains NaN or inf at {_where(broken, spec)}: scoring needs finite "
+                             "features (re-encode them; a NaN feature comes from NaN weights or inputs)")
+        zero = values.norm(dim=-1) <= ZERO_NORM
+        if real is not None:
+            zero &= real
+        if zero.any():
+            raise ValueError(f"{name} has zero-norm feature vectors at {_where(zero, spec)}: scoring needs "
+                             "L2-normalised features, and a zero vector would score 0 against every class")
+
+
+def _check(name: str, tensor: torch.Tensor, ndim: int, spec: str, values: bool = True) -> None:
     if not isinstance(tensor, torch.Tensor) or tensor.ndim != ndim:
         shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
         raise ValueError(f"{name} must be {spec}, got {shape}")
+    if values:
+        _check_values(name, tensor, spec)
 
 
 def _check_desc(desc: torch.Tensor, mask: torch.Tensor, d: int) -> None:
-    _check("desc", desc, 3, "(C, M, d)")
-    _check("mask", mask, 2, "(C, M) bool")
+    _check("desc", desc, 3, "(C, M, d)", values=False)
+    _check("mask", mask, 2, "(C, M) bool", values=False)
     if mask.dtype != torch.bool or mask.shape != desc.shape[:2]:
         raise ValueError(f"mask must be a bool tensor of shape {tuple(desc.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}")
+    _check_values("desc", desc, "(C, M, d)", real=mask.to(desc.device))  # padding is zero by design
     empty = (~mask.any(dim=1)).nonzero().flatten().tolist()
     if empty:
         raise ValueError(f"classes {empty} have no description (mask all False); give them at least [''] (DCLIP)")
@@ -83,6 +119,8 @@ def clip_logits(img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
     """
     if img.ndim != 2 or txt.ndim != 2 or img.shape[1] != txt.shape[1]:
         raise ValueError(f"clip_logits needs img (B, d) and txt (C, d); got {tuple(img.shape)} and {tuple(txt.shape)}")
+    _check_values("img", img, "(B, d)")
+    _check_values("txt", txt, "(C, d)")
     return img @ txt.T
 
 

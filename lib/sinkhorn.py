@@ -22,6 +22,8 @@ common ``m`` (DESIGN.md, "Scoring contract", ``mask``); masked columns get zero 
 """
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Literal
 
 import torch
@@ -30,6 +32,9 @@ from ot.batch import solve_batch
 # largest cost range / eps for the scaling form: the kernel's smallest entry exp(-range/eps) and the
 # scalings (up to exp(range/eps)) stay far inside the dtype's range (float32 ~ 1e38, float64 ~ 1e308)
 SCALING_MAX_RANGE = {torch.float16: 5.0, torch.bfloat16: 5.0, torch.float32: 30.0, torch.float64: 300.0}
+# mass (L1, out of 1) a returned plan may put on the wrong rows before sinkhorn_plans warns: LaZSL's
+# defaults leave ~1e-6; eps = 1e-4 after 100 iterations leaves ~0.5 (its plans are then no coupling)
+MAX_MARGINAL_ERROR = 1e-2
 
 
 def _marginal(x: torch.Tensor | None, name: str, shape: tuple[int, int], cost: torch.Tensor,
@@ -73,6 +78,10 @@ def sinkhorn_plans(cost: torch.Tensor, a: torch.Tensor | None = None, b: torch.T
 
     ``method``: "log" (log-domain, always finite), "scaling" (faster; only where the kernel cannot
     underflow) or "auto" (the scaling form when it is safe, see the module docstring).
+
+    A plan that still misses a marginal by more than ``MAX_MARGINAL_ERROR`` of the mass after
+    ``n_iter`` iterations (small eps converges slowly: eps = 1e-4 needs thousands) is returned with a
+    RuntimeWarning naming eps and n_iter; so is a plan holding NaN or inf.
     """
     if method not in ("auto", "log", "scaling"):
         raise ValueError(f"method must be 'auto', 'log' or 'scaling'; got {method!r}")
@@ -101,4 +110,15 @@ def sinkhorn_plans(cost: torch.Tensor, a: torch.Tensor | None = None, b: torch.T
         method = "scaling" if float((high - low).max()) / eps <= limit else "log"
     res = solve_batch(cost, reg=float(eps), a=a, b=b, max_iter=int(n_iter), tol=float(tol),
                       method="sinkhorn" if method == "scaling" else "log_sinkhorn", grad="detach")
-    return res.plan
+    plan = res.plan
+    off = float(max((plan.sum(2) - a).abs().sum(1).max(), (plan.sum(1) - b).abs().sum(1).max()))
+    if not math.isfinite(off):  # a plan holds NaN or inf
+        warnings.warn(f"sinkhorn_plans returned NaN or inf plans ({method} form, eps={eps}): the cost holds NaN "
+                      "or inf, or the scaling form's kernel underflowed (use method='auto' or 'log')",
+                      RuntimeWarning, stacklevel=2)
+    elif off > MAX_MARGINAL_ERROR:
+        warnings.warn(f"sinkhorn_plans did not converge: after n_iter={n_iter} iterations at eps={eps} "
+                      f"({method} form) the plans miss their marginals by up to {off:.3g} of the mass; raise "
+                      "n_iter (a small eps needs about cost range / eps iterations) or eps", RuntimeWarning,
+                      stacklevel=2)
+    return plan

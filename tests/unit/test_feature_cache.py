@@ -16,6 +16,8 @@ from lib.demo import DemoDataset
 from lib.feature_cache import FeatureCache, cached, image_features, text_features
 from lib.models import load_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/unit/conftest.py
+
 TEXTS = ["a photo of a zero.", "a photo of a one.", "a photo of a two."]
 
 
@@ -36,14 +38,6 @@ def fresh_handle():
     base = _base_handle()
     return dataclasses.replace(base, model=copy.deepcopy(base.model), encode_calls=0)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny forward passes: with 2 threads they spin against any other CPU job (0.5 s vs 0.04 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
