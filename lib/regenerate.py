@@ -489,13 +489,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ParameterError, profiles.ProfileError, grids.GridError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    uses_model = any("pretrained" in declared_parameters(p) for p in paths)
-    if uses_model and settings["pretrained"] == "demo" and not args.scheduler:  # here, where its bar shows
-        pretrain.demo_checkpoint()
-
     started, start = datetime.datetime.now(), time.perf_counter()
     try:
         with PeakMemory() as memory:
+            uses_model = any("pretrained" in declared_parameters(p) for p in paths)
+            if uses_model and settings["pretrained"] == "demo" and not args.scheduler:  # here, where its bar shows
+                pretrain.demo_checkpoint()  # cached after the first run; counted in the run's time and memory
             results = execute(tasks, args.scheduler, args.workers, args.force, args.runs, f"regenerate ({profile})")
     except KeyboardInterrupt:
         remove_stale_temporaries({t.output.parent for t in tasks} | {t.figures for t in tasks if t.figures})

@@ -88,6 +88,17 @@ def test_output_matches_committed(regenerated, notebook, name, tmp_path):
             assert new[key] == pytest.approx(value, abs=HEADLINE_ABS_TOL), key
 
 
+@pytest.mark.parametrize("notebook,name", [c for c in _cases() if not c.values[1].endswith(".png")])
+def test_two_default_runs_give_identical_tables(regenerated, notebook, name):
+    """Byte for byte, this session's tables and headline numbers equal those of the last main job in
+    this checkout (``figures/``, which ``.ci/run`` has just regenerated on this machine): seeded crops,
+    splits and training, and rounded csvs, leave nothing to chance."""
+    fresh, last = regenerated(notebook) / name, REPO_ROOT / "figures" / notebook / name
+    if not fresh.exists() or not last.exists():
+        pytest.skip(f"{notebook}/{name} is a real-data output and DATA_ROOT is not set")
+    assert fresh.read_bytes() == last.read_bytes(), f"{notebook}/{name} differs between two default runs"
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_every_output_is_committed(regenerated, notebook):
     written = sorted(p.name for p in regenerated(notebook).iterdir())
