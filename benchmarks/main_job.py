@@ -105,7 +105,9 @@ def rows(record: dict | None, item: str = "6", source: str | None = None) -> lis
     failed = [t for t in tasks if t["status"] == "failed"]
     full = "a full run" if not skipped and not failed else (
         f"NOT a full run: {len(skipped)} of {len(tasks)} tasks skipped, {len(failed)} failed")
-    where = f"{source}, profile {record['profile']}, started {record['started']}, {record['workers']} worker(s); {full}"
+    cache = f"; cache at the start: {record['cache']}" if record.get("cache") else ""
+    where = (f"{source}, profile {record['profile']}, started {record['started']}, {record['workers']} worker(s); "
+             f"{full}{cache}")
     ran = [t for t in tasks if t["status"] != "skipped"]
     longest = max(ran, key=lambda t: t["seconds"]) if ran else None
     per_task = ", ".join(f"{t['task']} {seconds(t['seconds'])}" + ("" if t["status"] == "ok" else f" ({t['status']})")
@@ -115,8 +117,7 @@ def rows(record: dict | None, item: str = "6", source: str | None = None) -> lis
     wall_notes = f"{where}. Tasks: {per_task}"
     if "outside_wall_s" in record:
         wall_notes += (f". Wall clock of the whole command; the record's task phase took {seconds(record['wall_s'])}, "
-                       f"the rest ({seconds(max(wall_s - record['wall_s'], 0.0))}) is start-up and pretraining "
-                       "the demo model, which the record leaves out")
+                       f"the rest ({seconds(max(wall_s - record['wall_s'], 0.0))}) is start-up")
     if longest is not None:
         what = _work(longest["task"])
         wall_notes += (f". Dominant: {longest['task']} ({seconds(longest['seconds'])}, "
