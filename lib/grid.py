@@ -98,22 +98,23 @@ def cells(grid: Grid):
         yield cell_name(dataset, backbone, seed), dataset, backbone, seed
 
 
-def tasks(grid: Grid, paths: list[Path], out: Path) -> list[Task]:
-    """One task per (cell, notebook); the notebooks are ``paths`` filtered by the grid's prefixes."""
+def tasks(grid: Grid, paths: list[Path], out: Path, declared: dict[Path, dict[str, str]] | None = None) -> list[Task]:
+    """One task per (cell, notebook); the notebooks are ``paths`` filtered by the grid's prefixes;
+    ``declared``: each notebook's ``declared_parameters`` (read here when not given)."""
     if grid.notebooks:
         paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in grid.notebooks)]
         if not paths:
             raise GridError(f"grid {grid.name}: notebooks {grid.notebooks} match none of the notebooks to run")
     out, result = Path(out), []
+    declared = declared or {p: declared_parameters(p) for p in paths}
     for name, dataset, backbone, seed in cells(grid):
         for path in paths:
-            declared = declared_parameters(path)
             params = {"profile": grid.profile, **grid.parameters, **(backbone or {}),
                       "figures_root": str(out / name / "figures")}
             if seed is not None:
                 params["seed"] = seed
             if dataset is not None:
-                key = next((k for k in DATASET_PARAMETERS if k in declared), None)
+                key = next((k for k in DATASET_PARAMETERS if k in declared[path]), None)
                 if key is None:
                     raise GridError(f"grid {grid.name}: notebook {path.name} takes no dataset parameter "
                                     f"({' or '.join(DATASET_PARAMETERS)})")

@@ -116,10 +116,10 @@ _TYPES = {"str": (str,), "int": (int,), "float": (float, int), "bool": (bool,), 
           "dict": (dict,)}
 
 
-def check_parameters(paths: list[Path], parameters: dict) -> None:
-    """Raise ``ParameterError`` for a parameter that no notebook in ``paths`` declares, or whose value
-    does not have the type a notebook's parameter cell gives it (bool is not an int here)."""
-    declared = {p.name: declared_parameters(p) for p in paths}
+def check_parameters(declared: dict[str, dict[str, str]], parameters: dict) -> None:
+    """Raise ``ParameterError`` for a parameter that none of the notebooks in ``declared`` (name ->
+    ``declared_parameters``) declares, or whose value does not have the type a notebook's parameter cell
+    gives it (bool is not an int here)."""
     for key, value in parameters.items():
         owners = {name: params[key] for name, params in declared.items() if key in params}
         if not owners:
@@ -377,10 +377,10 @@ def execute(tasks: list[Task], scheduler: str | None = None, workers: int = 1, f
 
     state_dir, failed_dir = runs_dir / "state", runs_dir / "failed"
     remove_stale_temporaries({t.output.parent for t in tasks} | {t.figures for t in tasks if t.figures})
-    lib, results, todo = lib_version(), {}, []
-    keys = {}
+    lib, results, todo, keys = lib_version(), {}, [], {}
+    splits = {root: split_hash(root) for root in {t.env.get("DATA_ROOT") for t in tasks}}  # read once per root
     for task in tasks:
-        keys[task.name] = input_key(task, lib, split_hash(task.env.get("DATA_ROOT")))
+        keys[task.name] = input_key(task, lib, splits[task.env.get("DATA_ROOT")])
         if not force and finished(task, keys[task.name], state_dir):
             results[task.name] = TaskResult(task.name, "skipped", 0.0, str(task.output), "")
         else:
@@ -478,11 +478,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parameters = _read_parameters(parser, args.parameters_file)
     paths = notebooks([p for p in args.only.split(",") if p], args.notebooks)
+    declared = {p: declared_parameters(p) for p in paths}
     try:
         if args.grid:
             spec = grids.load(args.grid, profile=args.profile, base=parameters)
             profile, out = spec.profile, args.out or args.runs / "grid" / spec.name
-            tasks = grids.tasks(spec, paths, out)
+            tasks = grids.tasks(spec, paths, out, declared)
         else:
             profile = parameters.get("profile", args.profile)
             in_place = profile == DEFAULT_PROFILE and not parameters and args.out is None
@@ -493,10 +494,10 @@ def main(argv: list[str] | None = None) -> int:
             tasks = [Task(p.stem, p, p if out is None else out / p.name, dict(parameters),
                           locations.figures_dir() if out is None else out / "figures", _data_env())
                      for p in paths]
-        check_parameters(paths, {k: v for t in tasks for k, v in t.parameters.items()})
+        used = {k: v for t in tasks for k, v in t.parameters.items()}
+        check_parameters({p.name: declared[p] for p in paths}, used)
         for task in tasks:  # each notebook gets the parameters it declares
-            declared = declared_parameters(task.notebook)
-            task.parameters = {k: v for k, v in task.parameters.items() if k in declared}
+            task.parameters = {k: v for k, v in task.parameters.items() if k in declared[task.notebook]}
         settings = profiles.load(profile, **{k: v for k, v in tasks[0].parameters.items() if k in profiles.SCHEMA})
     except (ParameterError, profiles.ProfileError, grids.GridError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -504,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     started, start, cache = datetime.datetime.now(), time.perf_counter(), cache_state()
     try:
         with PeakMemory() as memory:
-            uses_model = any("pretrained" in declared_parameters(p) for p in paths)
+            uses_model = any("pretrained" in declared[p] for p in paths)
             if uses_model and settings["pretrained"] == "demo" and not args.scheduler:  # here, where its bar shows
                 ensure_demo_model()  # cached after the first run; counted in the run's time and memory
             results = execute(tasks, args.scheduler, args.workers, args.force, args.runs, f"regenerate ({profile})")

@@ -232,11 +232,12 @@ def test_wrong_parameter_type_names_notebook_and_parameter_and_runs_nothing(tmp_
 
 def test_check_parameters_accepts_ints_for_floats_but_not_bools_for_ints(tmp_path):
     path = _notebook(tmp_path / "01_a.ipynb", ["x: int = 1\nalpha: float = 0.5\nnames: list = []", "1"])
-    regenerate.check_parameters([path], {"x": 2, "alpha": 1, "names": ["a"]})
+    declared = {path.name: regenerate.declared_parameters(path)}
+    regenerate.check_parameters(declared, {"x": 2, "alpha": 1, "names": ["a"]})
     with pytest.raises(regenerate.ParameterError, match="parameter 'x' must be int.*got bool True"):
-        regenerate.check_parameters([path], {"x": True})
+        regenerate.check_parameters(declared, {"x": True})
     with pytest.raises(regenerate.ParameterError, match="parameter 'names' must be list.*got str"):
-        regenerate.check_parameters([path], {"names": "a"})
+        regenerate.check_parameters(declared, {"names": "a"})
 
 
 def test_real_notebooks_declare_their_parameters():
