@@ -31,7 +31,7 @@ import pandas as pd
 import yaml
 
 from lib.locations import atomic_write
-from lib.regenerate import Task, TaskResult, declared_parameters, _data_env
+from lib.regenerate import Task, TaskResult, declared_parameters, kernel_env
 
 DATASET_PARAMETERS = ("datasets", "targets")  # where a notebook takes its datasets, in order of preference
 KNOWN_KEYS = {"name", "profile", "notebooks", "parameters", "datasets", "backbones", "seeds"}
@@ -120,7 +120,7 @@ def tasks(grid: Grid, paths: list[Path], out: Path, declared: dict[Path, dict[st
                                     f"({' or '.join(DATASET_PARAMETERS)})")
                 params[key] = [dataset]
             result.append(Task(f"{path.stem}[{name}]", path, out / name / path.name, params,
-                               out / name / "figures", _data_env()))
+                               out / name / "figures", kernel_env()))
     return result
 
 

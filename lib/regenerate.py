@@ -46,7 +46,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -293,6 +293,11 @@ def record_finished(task: Task, key: str, state_dir: Path, result: TaskResult) -
     atomic_write(_state_file(state_dir, task), lambda f: f.write(text.encode()))
 
 
+def output_folders(tasks: list[Task]) -> set[Path]:
+    """Where the tasks write: their executed notebooks' folders and their figures roots."""
+    return {t.output.parent for t in tasks} | {t.figures for t in tasks if t.figures}
+
+
 def remove_stale_temporaries(folders) -> list[Path]:
     """Delete temporary files (``.<name>.<pid>.tmp[.ipynb]``) whose writing process is gone."""
     import psutil
@@ -376,7 +381,7 @@ def execute(tasks: list[Task], scheduler: str | None = None, workers: int = 1, f
     from dask.distributed import as_completed
 
     state_dir, failed_dir = runs_dir / "state", runs_dir / "failed"
-    remove_stale_temporaries({t.output.parent for t in tasks} | {t.figures for t in tasks if t.figures})
+    remove_stale_temporaries(output_folders(tasks))
     lib, results, todo, keys = lib_version(), {}, [], {}
     splits = {root: split_hash(root) for root in {t.env.get("DATA_ROOT") for t in tasks}}  # read once per root
     for task in tasks:
@@ -492,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
                 parameters = {**({"profile": profile} if profile != DEFAULT_PROFILE else {}), **parameters,
                               "figures_root": str(out / "figures")}
             tasks = [Task(p.stem, p, p if out is None else out / p.name, dict(parameters),
-                          locations.figures_dir() if out is None else out / "figures", _data_env())
+                          locations.figures_dir() if out is None else out / "figures", kernel_env())
                      for p in paths]
         used = {k: v for t in tasks for k, v in t.parameters.items()}
         check_parameters({p.name: declared[p] for p in paths}, used)
@@ -514,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        remove_stale_temporaries({t.output.parent for t in tasks} | {t.figures for t in tasks if t.figures})
+        remove_stale_temporaries(output_folders(tasks))
         print("interrupted: finished tasks are recorded; rerun to resume", file=sys.stderr)
         return 130
     if any(r.status != "skipped" for r in results):  # a run that only skipped keeps the last record
@@ -533,7 +538,7 @@ def ensure_demo_model() -> None:
     subprocess.run([sys.executable, "-c", "from lib import pretrain; pretrain.demo_checkpoint()"], check=True)
 
 
-def _data_env() -> dict:
+def kernel_env() -> dict:
     """The environment a kernel on another machine needs too (LocalCluster workers inherit it)."""
     return {k: os.environ[k] for k in ("DATA_ROOT", "COMPANION_FIGURES", "COMPANION_CACHE") if os.environ.get(k)}
 
