@@ -21,8 +21,8 @@ Items (one module each, also runnable alone as ``python -m benchmarks.<module>``
 Every ratio is two things timed side by side in this run, medians of ``--repeats`` (at least 5)
 interleaved repeats. ``--threads 1`` is recommended on a shared CPU: torch's extra threads slow small
 operations far more than large ones and distort the ratios. BENCHMARKS.md is written atomically
-(``lib.locations.atomic_write``) into ``--out`` (default: the repository root), the figures through
-``lib.figures.save_figure`` under ``--figures-root`` (default: the repository's ``figures/``).
+(``lib.runtime.locations.atomic_write``) into ``--out`` (default: the repository root), the figures through
+``lib.report.outputs.save_figure`` under ``--figures-root`` (default: the repository's ``figures/``).
 """
 from __future__ import annotations
 
@@ -40,11 +40,23 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 import tqdm  # noqa: E402
 
-from benchmarks import (fair_pseudo_labels, fair_step, feature_cache_warm, gpu, lazsl_overhead,  # noqa: E402
-                        main_job, report, scaling, sinkhorn_batched, timing, zero_shot_methods)
+from benchmarks import (  # noqa: E402
+    fair_pseudo_labels,
+    fair_step,
+    feature_cache_warm,
+    gpu,
+    lazsl_overhead,
+    main_job,
+    report,
+    scaling,
+    sinkhorn_batched,
+    timing,
+    zero_shot_methods,
+)
 from benchmarks.report import Row, seconds  # noqa: E402
-from lib import figures  # noqa: E402
-from lib.locations import REPO_ROOT, atomic_write  # noqa: E402
+from lib.report import outputs  # noqa: E402
+from lib.report.plots import use_theme
+from lib.runtime.locations import REPO_ROOT, atomic_write  # noqa: E402
 
 FIGURES = "benchmarks"  # figures/<this>/<name>.png
 BUDGET_S = 600  # the whole default run, on 2 CPU cores
@@ -153,7 +165,7 @@ def ratio_figure(rows: list[Row]):
     import numpy as np
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
-    figures.use_theme()
+    use_theme()
     judged = [r for r in rows if r.goal is not None and r.ratio is not None]
     headroom = np.array([(r.ratio / r.goal.value) if r.goal.op == ">=" else (r.goal.value / r.ratio) for r in judged])
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(judged) + 1.2))
@@ -265,8 +277,8 @@ def run_cpu(args, argv, start: float) -> Path:
 
     figs["ratios"] = ratio_figure(rows)
     for name, fig in figs.items():
-        figures.save_figure(fig, FIGURES, name, args.figures_root)
-        figures.close(fig)
+        outputs.save_figure(fig, FIGURES, name, args.figures_root)
+        outputs.close(fig)
     elapsed = time.perf_counter() - start - (main_job_s or 0.0)
     path = write_text(Path(args.out) / "BENCHMARKS.md", markdown(rows, args, argv, elapsed, extra, main_job_s))
     print(f"total runtime: {seconds(elapsed)} (budget {seconds(BUDGET_S)})"

@@ -1,7 +1,7 @@
 """Pseudo-labelling cost per batch: FAIR's (16 crops, top-4, LAS) against WCA's (60 crops, all kept).
 
-Goal (issue 8, item 5): FAIR's Fig. 2 (fair_paper.txt) claims its pseudo-labelling is cheaper than
-WCA's: ratio FAIR / WCA < 1. Both sides are ``lib.fair.weak_pseudo_labels`` (crop boxes,
+Goal (issue 8, item 5): FAIR's Fig. 2 (FAIR) claims its pseudo-labelling is cheaper than
+WCA's: ratio FAIR / WCA < 1. Both sides are ``lib.methods.fair.weak_pseudo_labels`` (crop boxes,
 ``roi_align`` crops of the weak view, one no-grad pass of the weak view and its crops through the
 image encoder, scoring, gamma) on a weak batch of the same images, with the same encoder, differing
 only in their ``FairConfig``:
@@ -9,11 +9,10 @@ only in their ``FairConfig``:
 * FAIR: the default ``FairConfig()``: N = 16 crops, [CLS] crop weights (eq. 12), top-4 (eq. 13), LAS
   against the anchors Z* (eq. 14), gamma = S1 * |S1 - S2| (eq. 16);
 * WCA: ``FairConfig(text="descriptions", crop_weights="softmax", top_k=None, n_crops=60,
-  weight="none")``: WCA's crop count (60, the official code; DESIGN.md "What the official code
-  does"), softmax crop weights (eq. 8), every crop kept, crops x descriptions (eq. 10, v_j = 1).
+  weight="none")``: WCA's crop count (60, the official code; docs/official_code.md), softmax crop weights (eq. 8), every crop kept, crops x descriptions (eq. 10, v_j = 1).
 
-The timing is ``lib.fair_tables.pseudo_label_cost`` (the cost notebook 02 shows): both configs'
-first batch through ``lib.fair.loader``, timed ``repeats`` times interleaved (FAIR then WCA each
+The timing is ``lib.experiments.fair_cost.pseudo_label_cost`` (the cost notebook 02 shows): both configs'
+first batch through ``lib.methods.fair.loader``, timed ``repeats`` times interleaved (FAIR then WCA each
 repeat), medians; one untimed round first. ratio = median(FAIR) / median(WCA); below 1 means FAIR is
 cheaper. The encoder views per image (1 + N) are reported too: the encoder pass dominates both sides
 (crop boxes, ``roi_align`` and scoring are a small share), so the ratio sits near (1 + 16) / (1 + 60)
@@ -21,8 +20,8 @@ cheaper. The encoder views per image (1 + N) are reported too: the encoder pass 
 
 Inputs: demo-world images (``demo-colour``, train split) through the model's own preprocessing.
 Text: random unit description features, C classes x M descriptions, all real, through
-``lib.fair.Text.from_descriptions``; the anchors are its initial Z* (the CuPL mean). The default
-model is the demo model (``lib.pretrain`` builds it offline); ``--pretrained none`` times random
+``lib.methods.fair.Text.from_descriptions``; the anchors are its initial Z* (the CuPL mean). The default
+model is the demo model (``lib.models.pretrain`` builds it offline); ``--pretrained none`` times random
 weights of the same architecture, ``--model ViT-B-32 --pretrained none`` a random-weight ViT-B/32.
 
     python -m benchmarks.fair_pseudo_labels [--model demo-tiny-vit --pretrained demo --batch 32
@@ -37,7 +36,10 @@ import torch
 from benchmarks import fair_step, timing
 from benchmarks.fair_step import text_side
 from benchmarks.report import Goal, Row, fmt
-from lib import fair, fair_tables, models, zero_shot
+from lib import models
+from lib.data.resolve import demo_dataset
+from lib.experiments.fair_cost import pseudo_label_cost
+from lib.methods import fair
 
 GOAL = Goal("<", 1)
 FAIR = fair.FairConfig()
@@ -56,12 +58,12 @@ def run(model: str = "demo-tiny-vit", pretrained: str | None = "demo", batch: in
         torch.manual_seed(seed)
         handle = models.load_model(model, timing.pretrained_tag(pretrained), device)
     text = text_side(handle.model.visual.output_dim, classes, descriptions, seed)
-    images = zero_shot.demo_dataset("demo-colour", "train", n=max(64, batch))
+    images = demo_dataset("demo-colour", "train", n=max(64, batch))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the loaders' strong views draw from torch's global RNG
         if warmup:
-            fair_tables.pseudo_label_cost(handle, images, text, configs, repeats=warmup)
-        cost = fair_tables.pseudo_label_cost(handle, images, text, configs, repeats=repeats)
+            pseudo_label_cost(handle, images, text, configs, repeats=warmup)
+        cost = pseudo_label_cost(handle, images, text, configs, repeats=repeats)
     per_batch = {k: float(cost.loc[k, "seconds per image"]) * batch for k in configs}
     views = {k: int(cost.loc[k, "views per image"]) for k in configs}
     return {

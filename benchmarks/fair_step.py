@@ -3,11 +3,11 @@
 Goal (the FAIR issue; issue 8, item 5): FAIR step time / plain LN-tuning step time <= 1.5 at batch
 size 32.
 
-* FAIR step = ``lib.fair.Trainer.step`` with a default ``FairConfig`` (Alg. 1 lines 15-31): the weak
+* FAIR step = ``lib.methods.fair.Trainer.step`` with a default ``FairConfig`` (Alg. 1 lines 15-31): the weak
   view and its N = 16 crops through the encoder without gradient, LAS with [CLS] weights and the
   top-4 crops (pseudo-labels and gamma), then the strong view forward with gradient, the
   gamma-weighted cross-entropy + L_reg, backward and an AdamW step (LayerNorm affine params + Z*).
-* Plain LN step = another copy of the same image encoder with ``lib.tuning.prepare(visual, "ln")``,
+* Plain LN step = another copy of the same image encoder with ``lib.models.tuning.prepare(visual, "ln")``,
   the same trainable Z* (initialised the same), AdamW and cosine schedule built as ``Trainer`` builds
   them; the same strong batch forward, cross-entropy of cos(features, Z*) / tau against fixed labels
   (the batch's true labels), backward, AdamW step. No pseudo-labelling, no regulariser.
@@ -16,19 +16,19 @@ ratio = median(FAIR step) / median(plain step). Both steps run on the same devic
 it, ``repeats`` times each, interleaved (the order alternates every repeat), after ``warmup`` untimed
 steps of each (two by default: the first CPU steps pay oneDNN's set-up); medians are reported. The
 FAIR step is also split, inside the same timed call, into pseudo-labelling (the
-``lib.fair.weak_pseudo_labels`` call: crop boxes, ``roi_align``, the no-grad encoder pass over 1 + N
+``lib.methods.fair.weak_pseudo_labels`` call: crop boxes, ``roi_align``, the no-grad encoder pass over 1 + N
 views, scoring) and the rest (strong forward, losses, backward, update), by wrapping
-``lib.fair.weak_pseudo_labels`` while the FAIR step is timed; rest / plain should be near 1.
+``lib.methods.fair.weak_pseudo_labels`` while the FAIR step is timed; rest / plain should be near 1.
 
 On a busy shared CPU, torch's default thread count can inflate the plain step (many small ops, each
 waiting on the other threads) far more than the batched no-grad pass, which flatters the ratio:
 ``--threads 1`` gives steadier numbers there.
 
-Inputs: one batch of demo-world images (``demo-colour``, train split) through ``lib.fair.loader``
+Inputs: one batch of demo-world images (``demo-colour``, train split) through ``lib.methods.fair.loader``
 (weak = the model's preprocessing, strong = RandomResizedCrop + flip + RandAugment), or random pixel
 tensors of the model's image size (``--data random``). Text: random unit description features, C
-classes x M descriptions, all real, through ``lib.fair.Text.from_descriptions``. The default model is
-the demo model (``lib.pretrain`` builds it offline); ``--model ViT-B-32 --pretrained none`` times a
+classes x M descriptions, all real, through ``lib.methods.fair.Text.from_descriptions``. The default model is
+the demo model (``lib.models.pretrain`` builds it offline); ``--model ViT-B-32 --pretrained none`` times a
 random-weight ViT-B/32 (open_clip, ``pretrained=None``, built offline): random weights are fine for
 timing. Trained parameters change every step; timing does not depend on their values.
 
@@ -48,14 +48,17 @@ import torch.nn.functional as F
 
 from benchmarks import timing
 from benchmarks.report import Goal, Row, fmt
-from lib import fair, models, tuning, zero_shot
+from lib import models
+from lib.data.resolve import demo_dataset
+from lib.methods import fair
+from lib.models import tuning
 
 GOAL = Goal("<=", 1.5)
 _pretrained = timing.pretrained_tag
 
 
 def text_side(dim: int, classes: int = 10, descriptions: int = 8, seed: int = 0) -> fair.Text:
-    """Random unit description features (C, M, d), every one real, as a ``lib.fair.Text``."""
+    """Random unit description features (C, M, d), every one real, as a ``lib.methods.fair.Text``."""
     g = torch.Generator().manual_seed(seed)
     desc = F.normalize(torch.randn(classes, descriptions, dim, generator=g), dim=-1)
     return fair.Text.from_descriptions(desc, torch.ones(classes, descriptions, dtype=torch.bool))
@@ -72,7 +75,7 @@ def one_batch(handle: models.ModelHandle, config: fair.FairConfig, data: str = "
         return weak, strong, torch.arange(b), torch.randint(0, classes, (b,), generator=g)
     if data != "demo":
         raise ValueError(f"data={data!r} is not 'demo' or 'random'")
-    ds = zero_shot.demo_dataset("demo-colour", "train", n=max(64, b))
+    ds = demo_dataset("demo-colour", "train", n=max(64, b))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # RandAugment and RandomResizedCrop draw from torch's global RNG
         weak, strong, indices, labels = next(iter(fair.loader(handle, ds, config)))
@@ -81,7 +84,7 @@ def one_batch(handle: models.ModelHandle, config: fair.FairConfig, data: str = "
 
 @contextmanager
 def _timing_pseudo_labels(record: list[float], device: str):
-    """Wrap ``lib.fair.weak_pseudo_labels`` (Trainer.step looks it up in the module) to time each call."""
+    """Wrap ``lib.methods.fair.weak_pseudo_labels`` (Trainer.step looks it up in the module) to time each call."""
     original = fair.weak_pseudo_labels
 
     def timed(*args, **kwargs):

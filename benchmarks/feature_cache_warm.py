@@ -1,12 +1,12 @@
 """Notebook 01's zero-shot scoring with a warm feature cache against a cold one.
 
-Goal (issue 8, item 4): cold / warm >= 20x: once features are cached (``lib.feature_cache``, keyed by
+Goal (issue 8, item 4): cold / warm >= 20x: once features are cached (``lib.features.cache``, keyed by
 content), re-running the notebook's scoring must not pay for encoding again.
 
-Both sides run notebook 01's main-table path unchanged: ``lib.zero_shot.gather_inputs`` (global image
+Both sides run notebook 01's main-table path unchanged: ``lib.experiments.zero_shot.gather_inputs`` (global image
 features, the template and single-template classifiers, the description features and the crop
-features of every crop seed, each through the cache) then ``lib.zero_shot.score_table`` over every
-method of ``lib.zero_shot.METHODS`` (CLIP x 2, CuPL, DCLIP, WCA, LaZSL, per crop seed). Cold = a fresh,
+features of every crop seed, each through the cache) then ``lib.experiments.zero_shot.score_table`` over every
+method of ``lib.experiments.zero_shot.ZERO_SHOT_METHODS`` (CLIP x 2, CuPL, DCLIP, WCA, LaZSL, per crop seed). Cold = a fresh,
 empty ``FeatureCache`` in a new temporary folder every repeat (everything is encoded and written);
 warm = one cache filled once before timing (everything is read back). A third side times the scoring
 alone on features already in memory, to show what the warm side spends its time on. Sides are
@@ -30,7 +30,11 @@ import torch
 
 from benchmarks import timing
 from benchmarks.report import Goal, Row, fmt, seconds
-from lib import feature_cache, models, profiles, zero_shot
+from lib import models
+from lib.data.resolve import demo_dataset
+from lib.experiments import zero_shot
+from lib.features import cache as feature_cache
+from lib.runtime import profiles
 
 GOAL = Goal(">=", 20, "x")
 
@@ -49,8 +53,8 @@ def run(profile: str = "demo", pretrained: str | None = None, images: int | None
         torch.manual_seed(cfg["seed"])
         handle = models.load_model(cfg["model"], timing.pretrained_tag(pretrained), device)
     handle.fingerprint  # hashed once per handle, not part of either side
-    dataset = zero_shot.demo_dataset(cfg["sweep_dataset"], "test", cfg["seed"], images)
-    methods = list(zero_shot.METHODS)
+    dataset = demo_dataset(cfg["sweep_dataset"], "test", cfg["seed"], images)
+    methods = list(zero_shot.ZERO_SHOT_METHODS)
 
     def scoring(cache):
         inputs = {dataset.name: zero_shot.gather_inputs(handle, dataset, cfg, cache, seeds=cfg["crop_seeds"])}

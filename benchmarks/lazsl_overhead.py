@@ -6,7 +6,7 @@ be negligible next to the encoder.
 
 For one image: ``encode`` = one forward pass of the full image and its N crops (already cut and
 preprocessed, so crop creation is on neither side) through the image encoder; ``score`` =
-``lib.scoring.lazsl_logits`` on those features against C classes x M descriptions (random unit text
+``lib.methods.scoring.lazsl_logits`` on those features against C classes x M descriptions (random unit text
 features, the official defaults theta = 0.8, eps = 0.1, at most 100 Sinkhorn iterations). LaZSL's time
 per image is encode + score; the ratio is (encode + score) / encode. The encoder pass and the scoring
 at every C are timed separately, interleaved (one encoder pass and one scoring per C each repeat, the
@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from benchmarks import timing
 from benchmarks.report import Goal, Row, fmt, seconds
-from lib import models, scoring
+from lib import models
+from lib.methods import scoring
 
 GOAL = Goal("<=", 1.1)
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from benchmarks.report import Goal, Row, fmt, seconds
-from lib.locations import REPO_ROOT
+from lib.runtime.locations import REPO_ROOT
 
 RECORD = REPO_ROOT / "runs" / "main_job.json"
 WALL_GOAL = Goal("<=", 10, " min")

@@ -1,6 +1,6 @@
 """How LaZSL's scoring time grows with the number of crops N, classes C and images per batch B.
 
-Issue 8, item 7: time of ``lib.scoring.lazsl_logits`` (B images, N crops, C classes x M descriptions,
+Issue 8, item 7: time of ``lib.methods.scoring.lazsl_logits`` (B images, N crops, C classes x M descriptions,
 random unit features) along one axis at a time, the others held at a base point. Every point of the
 grid is timed in each repeat, interleaved (the order reversed every other repeat), medians of
 ``repeats``. The Sinkhorn solver runs a fixed 100 iterations (``tol=0``, the official code's maximum),
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from benchmarks import timing
 from benchmarks.report import Row, seconds
-from lib import scoring
+from lib.methods import scoring
 
 BASE = {"B": 4, "N": 90, "C": 10, "M": 50}
 GRID = {"N": (10, 20, 45, 90, 180, 360), "C": (10, 30, 100, 300), "B": (1, 4, 16, 64)}
@@ -134,7 +134,7 @@ def figure(r: dict):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from lib.figures import use_theme
+    from lib.report.plots import use_theme
 
     use_theme()
     axes_keys = list(r["slopes"])

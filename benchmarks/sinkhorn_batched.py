@@ -1,6 +1,6 @@
-"""lib.sinkhorn.sinkhorn_plans (POT's batched log solver) against a loop of per-sample POT solves.
+"""lib.methods.sinkhorn.sinkhorn_plans (POT's batched log solver) against a loop of per-sample POT solves.
 
-Goal (issue 8, item 1; DESIGN.md "a hand-written solver must beat POT in a benchmark with equal
+Goal (issue 8, item 1; docs/design.md: "a hand-written solver must beat POT in a benchmark with equal
 results"): the batched solver at least 10x faster than a per-sample ``ot.sinkhorn`` loop on the same
 LaZSL-shaped problems (B = 100 problems of 90 crops x 50 descriptions), with equal plans.
 
@@ -22,7 +22,7 @@ import torch
 
 from benchmarks import timing
 from benchmarks.report import Goal, Row, fmt
-from lib.sinkhorn import sinkhorn_plans
+from lib.methods.sinkhorn import sinkhorn_plans
 
 GOAL = Goal(">=", 10, "x")
 
@@ -41,7 +41,7 @@ def run(batch: int = 100, n: int = 90, m: int = 50, repeats: int = 5, device: st
     form), the speed-ups, and the max |plan difference| against the log-domain loop.
 
     The goal (>= 10x) is judged against the faster loop, so the batched solver's choice of algorithm
-    (``lib.sinkhorn``'s ``method="auto"``) cannot flatter the ratio.
+    (``lib.methods.sinkhorn``'s ``method="auto"``) cannot flatter the ratio.
     """
     cost = _costs(batch, n, m, d, seed, getattr(torch, dtype), device)
     a = torch.full((n,), 1.0 / n, dtype=cost.dtype, device=cost.device)

@@ -4,8 +4,8 @@ Issue 8, item 3. No goal: the number to compare with is the LaZSL paper's (lazsl
 "Key Findings" and "Limitations"): 0.07 s per sample for LaZSL against 0.015 s for DCLIP, about 4.7x,
 on a GPU.
 
-Each method is one row of ``lib.zero_shot.METHODS`` (the notebook's scoring calls, unchanged), and its
-time per image = the encoder pass over the views it needs (``lib.zero_shot.inference_cost``: 1 view
+Each method is one row of ``lib.experiments.zero_shot.ZERO_SHOT_METHODS`` (the notebook's scoring calls, unchanged), and its
+time per image = the encoder pass over the views it needs (``lib.experiments.zero_shot.inference_cost``: 1 view
 for CLIP, CuPL and DCLIP; the full image and its N crops for WCA and LaZSL) + its scoring call on
 those features. The two encoder passes (1 view, 1 + N views) and every method's scoring call are timed
 separately, interleaved (the order reversed every other repeat), medians of ``repeats`` after a
@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from benchmarks import timing
 from benchmarks.report import Row, fmt, seconds
-from lib import models, zero_shot
+from lib import models
+from lib.experiments import zero_shot
 
 BASELINE = "CLIP (templates)"
 # LaZSL paper, on a GPU: seconds per sample (lazsl_paper-excerpt.txt, "Key Findings")
@@ -57,12 +58,12 @@ def run(model: str = "ViT-B-32", pretrained: str | None = None, n_crops: int = 9
     encoders = {1: "encode 1 view", n_crops + 1: f"encode {n_crops + 1} views"}
     sides = {encoders[1]: lambda: models.encode_images(handle, full),
              encoders[n_crops + 1]: lambda: models.encode_images(handle, flat)}
-    for name, (_, needs_crops, score) in zero_shot.METHODS.items():
+    for name, (_, needs_crops, score) in zero_shot.ZERO_SHOT_METHODS.items():
         sides[f"score {name}"] = (lambda score=score, c=(crops if needs_crops else None): score(inputs, c, cfg))
     med = timing.medians(timing.interleaved(sides, repeats, device, warmup=1))
 
     methods = {}
-    for name in zero_shot.METHODS:
+    for name in zero_shot.ZERO_SHOT_METHODS:
         n_views = int(cost.loc[name, "encoder views"])
         encode, score = med[encoders[n_views]] / images, med[f"score {name}"] / images
         methods[name] = {"views": n_views, "encode_s": encode, "score_s": score, "total_s": encode + score,
@@ -106,7 +107,7 @@ def figure(r: dict):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from lib.figures import use_theme
+    from lib.report.plots import use_theme
 
     use_theme()
     names = list(r["methods"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import lib  # noqa: F401 -- pins the CPU kernels (lib.cpu_numerics) before any test or kernel computes
+import lib  # noqa: F401 -- pins the CPU kernels (lib.runtime.numerics) before any test or kernel computes
 
 # Nothing reaches a hub at test time: open_clip and huggingface_hub honour these.
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -17,7 +17,7 @@ import papermill
 import pytest
 from matplotlib.testing.compare import compare_images
 
-from lib.locations import NOTEBOOKS_DIR, REPO_ROOT
+from lib.runtime.locations import NOTEBOOKS_DIR, REPO_ROOT
 
 NOTEBOOKS = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9]*.ipynb"))
 HEADLINE_ABS_TOL = 0.5  # accuracy points: other CPUs may round a few images differently

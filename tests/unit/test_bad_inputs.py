@@ -8,7 +8,7 @@ left beside them.
   the root or file, the dataset and the expected layout;
 * corrupt JPEG (``ds[i]``, ``feature_cache.image_features``, ``crops.crop_feature_chunks``): DatasetError
   naming the image; chunks encoded before it stay cached;
-* descriptor JSON missing a class or naming an unknown one (``prompts.load_descriptors``):
+* descriptor JSON missing a class or naming an unknown one (``text_side.load_descriptors``):
   DescriptorError naming file and class;
 * unknown open_clip model, checkpoint of another architecture or no checkpoint at all
   (``models.load_model``): ModelLoadError naming the model (and how to list all) or file and architecture;
@@ -19,7 +19,7 @@ left beside them.
   iterations leave it unconverged;
 * top-k of more crops than there are (``scoring.wca_logits``, ``scoring.las_logits``, ``fair``): ValueError
   naming k and N;
-* more shots + queries than a class has (``cdfsl.sample_episodes``): ValueError naming the class and
+* more shots + queries than a class has (``sample_episodes``): ValueError naming the class and
   both counts.
 
 (A notebook parameter of the wrong type is tested with ``lib.regenerate``.)
@@ -43,8 +43,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lib import cdfsl, crops, fair, feature_cache, figures, models, prompts, scoring, sinkhorn
-from lib.data import COOP_DATASETS, CoOpDataset, DatasetError, TorchvisionDataset, load_dataset
+from lib import models
+from lib.data import DatasetError, load_dataset
+from lib.data.base import DESCRIPTOR_DIR
+from lib.data.coop import COOP_DATASETS, CoOpDataset
+from lib.data.torchvision_source import TorchvisionDataset
+from lib.features import cache as feature_cache
+from lib.features import crops
+from lib.features import text as text_side
+from lib.methods import fair, scoring, sinkhorn
+from lib.methods.episodes import sample_episodes
+from lib.report import outputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/unit/conftest.py
 
@@ -82,7 +91,7 @@ def written(tmp_path) -> Written:
     cache = feature_cache.FeatureCache(tmp_path / "cache")
     cache.get_or_compute({"kind": "earlier step"}, lambda: torch.arange(12.0).reshape(3, 4))
     root = tmp_path / "figures"
-    table = figures.save_table(pd.DataFrame({"accuracy": [81.234, 12.5]}, index=["clip", "lazsl"]),
+    table = outputs.save_table(pd.DataFrame({"accuracy": [81.234, 12.5]}, index=["clip", "lazsl"]),
                                "01_zero_shot_tables", "earlier", root=root)
     w = Written(cache, root)
     w.keep(*cache.root.rglob("*.pt"), *cache.root.rglob("*.json"), table)
@@ -268,24 +277,24 @@ def descriptor_file(tmp_path, written) -> Path:
 
 
 def test_descriptor_file_missing_a_class_names_it(written, descriptor_file):
-    with fails_cleanly(written, prompts.DescriptorError, str(descriptor_file), "no entry for class(es) ['Pasture']",
+    with fails_cleanly(written, text_side.DescriptorError, str(descriptor_file), "no entry for class(es) ['Pasture']",
                        "add one list of sentences per class"):
-        prompts.load_descriptors(descriptor_file, [*CLASSES, "Pasture"])
+        text_side.load_descriptors(descriptor_file, [*CLASSES, "Pasture"])
 
 
 def test_descriptor_file_naming_an_unknown_class_names_it(written, descriptor_file):
-    with fails_cleanly(written, prompts.DescriptorError, str(descriptor_file),
+    with fails_cleanly(written, text_side.DescriptorError, str(descriptor_file),
                        "not in the dataset: ['Sea or Lake']", "extra='ignore'"):
-        prompts.load_descriptors(descriptor_file, CLASSES[:2], format="dclip")
-    assert len(prompts.load_descriptors(descriptor_file, CLASSES[:2], extra="ignore")) == 2
+        text_side.load_descriptors(descriptor_file, CLASSES[:2], format="dclip")
+    assert len(text_side.load_descriptors(descriptor_file, CLASSES[:2], extra="ignore")) == 2
 
 
 def test_shipped_descriptor_file_against_another_class_list(written):
-    path = prompts.DESCRIPTOR_DIR / "eurosat.json"
+    path = DESCRIPTOR_DIR / "eurosat.json"
     written.keep(path)
     classnames = list(json.loads(path.read_text()))
-    with fails_cleanly(written, prompts.DescriptorError, str(path), "['Glacier']"):
-        prompts.load_descriptors(path, [*classnames, "Glacier"])
+    with fails_cleanly(written, text_side.DescriptorError, str(path), "['Glacier']"):
+        text_side.load_descriptors(path, [*classnames, "Glacier"])
 
 
 # ---------------------------------------------------------------- models and checkpoints
@@ -482,7 +491,7 @@ def test_more_shots_than_a_class_has_names_the_class_and_counts(written):
     with fails_cleanly(written, ValueError, "pool: class 'Forest' (label 1) has 7 images",
                        "a 5-shot episode with 3 queries per class needs 8 (k_shot + n_query)",
                        "lower k_shot or n_query"):
-        cdfsl.sample_episodes(labels, n_way=2, k_shot=5, n_query=3, classnames=CLASSES, dataset="pool")
+        sample_episodes(labels, n_way=2, k_shot=5, n_query=3, classnames=CLASSES, dataset="pool")
 
 
 @pytest.mark.data
@@ -491,5 +500,5 @@ def test_more_shots_than_eurosat_val_has(written, eurosat_root):
     written.keep(ds.split_file)
     with fails_cleanly(written, ValueError, "EuroSAT: class 'Annual Crop Land' (label 0) has 20 images",
                        "a 5-shot episode with 16 queries per class needs 21"):
-        cdfsl.sample_episodes(ds.labels, n_way=5, k_shot=5, n_query=16, classnames=ds.classnames, dataset=ds.name)
-    assert len(cdfsl.sample_episodes(ds.labels, n_way=5, k_shot=5, n_query=15)[0].query) == 75
+        sample_episodes(ds.labels, n_way=5, k_shot=5, n_query=16, classnames=ds.classnames, dataset=ds.name)
+    assert len(sample_episodes(ds.labels, n_way=5, k_shot=5, n_query=15)[0].query) == 75

@@ -6,7 +6,7 @@ import tomllib
 
 import yaml
 
-from lib.locations import REPO_ROOT
+from lib.runtime.locations import REPO_ROOT
 
 
 def _pyproject_pins() -> list[str]:

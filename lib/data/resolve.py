@@ -1,0 +1,86 @@
+"""Datasets by name, for every notebook: a demo-world domain or a real dataset under the data root.
+
+``demo-<domain>`` or ``demo-<domain>@<knob>=<value>`` names a demo-world domain (``lib.data.demo_world``);
+any other name is read from the data root (``$DATA_ROOT``) through ``lib.data.registry``. A real dataset
+that is not on disk is skipped with its reason, so the default profile runs without ``DATA_ROOT``.
+``subset`` draws the seeded, smaller evaluation sets of the sweeps.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from lib.data import demo_world
+from lib.data.base import DatasetError
+from lib.data.registry import load_dataset
+
+DEMO_PREFIX = "demo-"
+
+
+def demo_dataset(name: str, split: str = "test", seed: int = 0, n: int | None = None) -> demo_world.DemoDataset:
+    """``demo-<domain>`` or ``demo-<domain>@<knob>=<value>`` (e.g. ``demo-colour@colour=1.0``)."""
+    base, _, knobs = name[len(DEMO_PREFIX):].partition("@")
+    overrides = {}
+    for item in filter(None, knobs.split(",")):
+        knob, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"demo dataset {name!r}: write knobs as <knob>=<value>, got {item!r}")
+        overrides[knob] = float(value)
+    ds = demo_world.DemoDataset(demo_world.domain_spec(base, **overrides), split, n=n, seed=seed)
+    ds.name = name
+    return ds
+
+
+def open_datasets(names: Sequence[str], split: str = "test", data_root: str | Path | None = None,
+                  seed: int = 0, demo_size: int | None = None):
+    """Open each named dataset; returns (datasets by name, reasons for those skipped)."""
+    opened, skipped = {}, {}
+    for name in names:
+        if name.startswith(DEMO_PREFIX):
+            opened[name] = demo_dataset(name, split, seed, demo_size)
+            continue
+        try:
+            opened[name] = load_dataset(name, split, root=data_root)
+        except DatasetError as err:
+            skipped[name] = str(err).splitlines()[0]
+    return opened, skipped
+
+
+def available(names: Sequence[str], data_root: str | Path | None = None, seed: int = 0) -> tuple[list[str], dict]:
+    """(the datasets of ``names`` whose test split opens, in order; {name: why not} for the others)."""
+    found, skipped = open_datasets(list(names), "test", data_root, seed, 1)
+    return [n for n in names if n in found], skipped
+
+
+class Subset(torch.utils.data.Dataset):
+    """A seeded, class-agnostic subset of a dataset with the same protocol (name, classnames, labels,
+    fingerprint): the smaller evaluation sets of the sweeps."""
+
+    def __init__(self, dataset, n: int, seed: int = 0):
+        self.dataset = dataset
+        self.indices = np.sort(np.random.default_rng([seed, 11]).choice(len(dataset), size=n, replace=False))
+        self.name, self.classnames = dataset.name, dataset.classnames
+        self.labels = dataset.labels[torch.from_numpy(self.indices)]
+        if hasattr(dataset, "boxes"):
+            self.boxes = dataset.boxes[torch.from_numpy(self.indices)]
+        self.fingerprint = hashlib.sha256(
+            f"{dataset.fingerprint}:{self.indices.tolist()}".encode()).hexdigest()
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[int(self.indices[i])]
+
+
+def subset(dataset, n: int | None, seed: int = 0):
+    """A seeded subset of ``n`` images of ``dataset`` (all of it when n is None or too large)."""
+    if n is None or n >= len(dataset):
+        return dataset
+    if isinstance(dataset, demo_world.DemoDataset):  # the demo world draws its own subsets
+        return demo_dataset(dataset.name, dataset.split, dataset.seed, n)
+    return Subset(dataset, n, seed)

@@ -1,0 +1,59 @@
+"""Notebook 04: image features before and after FAIR, as numbers behind the t-SNE maps and confusions.
+
+For each dataset, ``states`` holds the frozen encoder with Z*_0 ("before") and the FAIR run's adapted
+encoder with the learned Z* ("after"): features, logits and anchors of the test split;
+``separation`` gives accuracy, silhouette and the cosine to the own anchor of both; ``tsne_panels``
+the two maps of a seeded sample (``lib.methods.feature_space``).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from lib.experiments import fair_ablations as fa
+from lib.methods import feature_space, metrics
+
+STATES = ("before", "after")
+PANEL_TITLES = {"before": "before (Z*₀, frozen encoder)", "after": "after (learned Z*, adapted encoder)"}
+
+
+def states(handle, cfg: dict, cache, names: Sequence[str], data_root=None) -> dict[str, dict]:
+    """{dataset: {"classes", "labels", "before": (features, logits, anchors), "after": (...)}}."""
+    out = {}
+    for name in names:
+        logits0, labels, feats0 = fa.zero_shot_logits(handle, cfg, cache, name, data_root)
+        test = fa.splits(cfg, name, "transductive", data_root)[1]
+        run = fa.outcome(handle, cfg, cache, fa.FairJob(name, "FAIR"), data_root)
+        initial = fa.text(handle, test, cfg, cache, data_root).initial
+        out[name] = {"classes": test.classnames, "labels": labels,
+                     "before": (feats0, logits0, initial), "after": (run.features, run.logits, run.adapted.anchors)}
+    return out
+
+
+def separation(by_dataset: dict[str, dict]) -> pd.DataFrame:
+    """(dataset, state) x accuracy, silhouette, cosine to own anchor."""
+    return pd.DataFrame([
+        {"dataset": name, "state": state, "accuracy": metrics.accuracy(logits, s["labels"]),
+         "silhouette": feature_space.class_separation(feats, s["labels"]),
+         "cos to own anchor": feature_space.anchor_alignment(feats, s["labels"], anchors)}
+        for name, s in by_dataset.items() for state, (feats, logits, anchors) in [(st, s[st]) for st in STATES]
+    ]).set_index(["dataset", "state"])
+
+
+def tsne_panels(state: dict, size: int, seed: int) -> dict[str, tuple]:
+    """{panel title: (points, labels, anchor points)} of ``size`` seeded test images, before and after."""
+    idx = torch.randperm(len(state["labels"]), generator=torch.Generator().manual_seed(seed))[:size].sort().values
+    panels = {}
+    for name in STATES:
+        feats, _, anchors = state[name]
+        points, stars = feature_space.tsne_with_anchors(feats[idx], anchors, seed)
+        panels[PANEL_TITLES[name]] = (points, state["labels"][idx], stars)
+    return panels
+
+
+def confusions(state: dict) -> dict[str, object]:
+    """{"<state>: <accuracy>%": confusion matrix (% of each true class)} before and after."""
+    return {f"{name}: {metrics.accuracy(state[name][1], state['labels']):.1f}%":
+            feature_space.confusion_percent(state[name][1], state["labels"]) for name in STATES}

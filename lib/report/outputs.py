@@ -1,0 +1,84 @@
+"""The one place notebooks write results: figures, tables and headline numbers (``Saver``).
+
+``lib.report.plots`` draws; this module saves. Everything goes to
+``<figures root>/<notebook>/<name>.{png,csv,json}`` (root from ``lib.runtime.locations.figures_dir``)
+through ``lib.runtime.locations.atomic_write``, so an interrupted run never
+leaves a half-written file where a good one was. PNGs are saved at a modest dpi with fixed metadata,
+so the same figure gives the same bytes twice.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from lib.runtime.locations import atomic_write, figures_dir
+
+DPI = 100
+
+def _target(notebook: str, name: str, suffix: str, root=None) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"output name {name!r} must be a plain file name")
+    folder = figures_dir(root) / notebook
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}{suffix}"
+
+
+def save_figure(fig, notebook: str, name: str, root=None) -> Path:
+    """Save ``fig`` as ``<root>/<notebook>/<name>.png`` (deterministic bytes)."""
+    path = _target(notebook, name, ".png", root)
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight",
+                                                    metadata={"Software": None}))
+
+
+def save_table(table: pd.DataFrame, notebook: str, name: str, root=None, float_format: str = "%.2f") -> Path:
+    """Save a table as csv (rounded with ``float_format``, so reruns compare byte for byte)."""
+    path = _target(notebook, name, ".csv", root)
+    return atomic_write(path, lambda f: f.write(table.to_csv(float_format=float_format).encode()))
+
+
+def save_headline(numbers: dict, notebook: str, root=None) -> Path:
+    """The notebook's headline numbers (``headline.json``), asserted by tests against the committed copy."""
+    for key, value in numbers.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ValueError(f"headline {key!r} must be a finite number, got {value!r}")
+    path = _target(notebook, "headline", ".json", root)
+    text = json.dumps({k: round(float(v), 4) for k, v in sorted(numbers.items())}, indent=1) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def close(fig) -> None:
+    plt.close(fig)
+
+
+class Saver:
+    """``save_*`` bound to one notebook and root; tables with a ``dataset`` index level are split.
+
+    Demo-world rows (datasets named ``demo-...``) go to ``<name>.csv``, the rest (real datasets, present
+    only where ``DATA_ROOT`` has them) to ``<name>_real_datasets.csv``, so the committed demo outputs
+    are the same with and without ``DATA_ROOT``.
+    """
+
+    def __init__(self, notebook: str, root=None, demo_prefix: str = "demo-"):
+        self.notebook, self.root, self.demo_prefix = notebook, root, demo_prefix
+
+    def figure(self, fig, name: str) -> Path:
+        path = save_figure(fig, self.notebook, name, self.root)
+        close(fig)
+        return path
+
+    def table(self, table: pd.DataFrame, name: str, float_format: str = "%.2f") -> list[Path]:
+        if "dataset" not in (table.index.names or []):
+            return [save_table(table, self.notebook, name, self.root, float_format)]
+        is_demo = table.index.get_level_values("dataset").str.startswith(self.demo_prefix)
+        paths = []
+        for part, suffix in ((table[is_demo], ""), (table[~is_demo], "_real_datasets")):
+            if len(part):
+                paths.append(save_table(part, self.notebook, name + suffix, self.root, float_format))
+        return paths
+
+    def headline(self, numbers: dict) -> Path:
+        return save_headline(numbers, self.notebook, self.root)

@@ -1,0 +1,53 @@
+"""lib.report.outputs: one helper per output kind; deterministic, atomic, validated."""
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")  # tests only; notebooks keep the inline backend
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from lib.report import outputs
+
+
+def _figure():
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1, 2], [1, 0, 1])
+    return fig
+
+
+def test_same_figure_same_bytes_and_no_temporary_left(tmp_path):
+    a = outputs.save_figure(_figure(), "nb", "line", root=tmp_path)
+    first = a.read_bytes()
+    b = outputs.save_figure(_figure(), "nb", "line", root=tmp_path)
+    assert b == tmp_path / "nb" / "line.png" and b.read_bytes() == first
+    assert sorted(p.name for p in (tmp_path / "nb").iterdir()) == ["line.png"]
+
+
+def test_table_and_headline(tmp_path):
+    table = pd.DataFrame({"acc": [50.123456, 20.0]}, index=["a", "b"])
+    path = outputs.save_table(table, "nb", "t", root=tmp_path)
+    assert "50.12" in path.read_text() and "50.1234" not in path.read_text()
+    head = outputs.save_headline({"b": 1.23456, "a": 2}, "nb", root=tmp_path)
+    assert json.loads(head.read_text()) == {"a": 2.0, "b": 1.2346}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "12", True])
+def test_headline_rejects_non_numbers(tmp_path, bad):
+    with pytest.raises(ValueError, match="headline 'x' must be a finite number"):
+        outputs.save_headline({"x": bad}, "nb", root=tmp_path)
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path):
+    outputs.save_headline({"x": 1.0}, "nb", root=tmp_path)
+    with pytest.raises(ValueError):
+        outputs.save_headline({"x": float("nan")}, "nb", root=tmp_path)
+    assert json.loads((tmp_path / "nb" / "headline.json").read_text()) == {"x": 1.0}
+
+
+def test_bad_output_name_is_named(tmp_path):
+    with pytest.raises(ValueError, match="output name '../x' must be a plain file name"):
+        outputs.save_table(pd.DataFrame(), "nb", "../x", root=tmp_path)
