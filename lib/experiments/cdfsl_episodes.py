@@ -29,6 +29,7 @@ from lib.features.text import class_embeddings, templates
 from lib.methods import episodes as episode_sampler
 from lib.methods import finetune
 from lib.methods.episodes import Episode
+from lib.report.outputs import headline_numbers
 from lib.runtime import locations
 
 BASE = "base"  # in CDFSL_METHODS: replaced by the profile's base tuning
@@ -266,15 +267,14 @@ def episode_maps(handle, cfg, cache, target: str, method: str, shots: int, n_ima
 
 
 def headline(accuracy: pd.DataFrame, localisation: pd.DataFrame | None) -> dict[str, float]:
-    """The numbers pytest compares with the committed ones: each cell's mean accuracy, and the mean
-    localisation score of each method (both maps)."""
-    out = {f"{m} | {d} | {k}-shot": round(float(v), 2)
-           for (m, d, k), v in accuracy["accuracy"].items() if d.startswith(DEMO_PREFIX)}
+    """The numbers pytest compares with the committed ones: each demo cell's mean accuracy
+    (``accuracy | <method> | <dataset> | <k>-shot``) and the mean localisation score of each method
+    (``localisation | <method> | <map>``)."""
+    demo = accuracy["accuracy"][accuracy.index.get_level_values("dataset").str.startswith(DEMO_PREFIX)]
+    out = headline_numbers(demo.rename(lambda k: f"{k}-shot", level="shots"), "accuracy", digits=2)
     if localisation is not None:
-        means = localisation.groupby(level="method", sort=False).mean()
-        for method, row in means.iterrows():
-            out[f"localisation [CLS] | {method}"] = round(float(row["[CLS] attention"]), 4)
-            out[f"localisation text | {method}"] = round(float(row["patch-text map"]), 4)
+        means = localisation.groupby(level="method", sort=False)[["[CLS] attention", "patch-text map"]].mean()
+        out.update(headline_numbers(means.stack(), "localisation", digits=4))
     return out
 
 

@@ -28,6 +28,7 @@ from lib.features import cache as feature_cache
 from lib.features import crops as crop_sampler
 from lib.features.text import description_features, descriptor_sentences
 from lib.methods import fair, metrics, scoring
+from lib.report.outputs import headline_numbers
 from lib.runtime import locations
 
 STAR = "(★)"
@@ -303,10 +304,6 @@ def history(outcome_: Outcome) -> pd.DataFrame:
 
 
 def headline(tables: dict[str, pd.DataFrame]) -> dict[str, float]:
-    """Flat ``<table>/<method>/<dataset>`` accuracies (headline.json; real-dataset keys need DATA_ROOT)."""
-    out = {}
-    for name, long in tables.items():
-        for (method, dataset), acc in long["accuracy"].items():
-            out[f"{name}/{method}/{dataset}"] = round(float(acc), 2)
-    return out
+    """Flat ``<table> | <method> | <dataset>`` accuracies (headline.json; real-dataset keys need DATA_ROOT)."""
+    return {k: v for name, long in tables.items() for k, v in headline_numbers(long["accuracy"], name, digits=2).items()}
 

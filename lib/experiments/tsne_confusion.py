@@ -14,6 +14,7 @@ import torch
 
 from lib.experiments import fair_ablations as fa
 from lib.methods import feature_space, metrics
+from lib.report.outputs import headline_numbers
 
 STATES = ("before", "after")
 PANEL_TITLES = {"before": "before (Z*₀, frozen encoder)", "after": "after (learned Z*, adapted encoder)"}
@@ -57,3 +58,10 @@ def confusions(state: dict) -> dict[str, object]:
     """{"<state>: <accuracy>%": confusion matrix (% of each true class)} before and after."""
     return {f"{name}: {metrics.accuracy(state[name][1], state['labels']):.1f}%":
             feature_space.confusion_percent(state[name][1], state["labels"]) for name in STATES}
+
+
+def headline(summary: pd.DataFrame) -> dict[str, float]:
+    """``<metric> | <state> | <dataset>`` for accuracy and silhouette (``separation``'s table)."""
+    by_state = summary.reorder_levels(["state", "dataset"])
+    return {k: v for metric in ("accuracy", "silhouette")
+            for k, v in headline_numbers(by_state[metric], metric, digits=3).items()}

@@ -23,6 +23,7 @@ from lib.features import crops as crop_sampler
 from lib.features.text import class_embeddings, description_features, descriptor_entry, descriptor_sentences, templates
 from lib.methods import metrics, scoring
 from lib.models import ModelHandle, encode_images
+from lib.report.outputs import headline_numbers
 
 # --------------------------------------------------------------------------------------------------
 # Everything one dataset's scores need
@@ -305,10 +306,6 @@ def description_spread(inputs: Inputs) -> pd.Series:
 
 
 def headline(main: pd.DataFrame, ablation: pd.DataFrame) -> dict[str, float]:
-    """The numbers tests pin: every method and ablation row on every dataset (NaN cells left out)."""
-    out = {}
-    for prefix, table in (("", main), ("ablation/", ablation)):
-        for (method, dataset), value in table["accuracy"].items():
-            if not np.isnan(value):
-                out[f"{prefix}{method}/{dataset}"] = float(value)
-    return out
+    """The numbers tests pin: every method and ablation row on every dataset (NaN cells left out),
+    ``main | <method> | <dataset>`` and ``ablation | <row> | <dataset>``."""
+    return {**headline_numbers(main["accuracy"], "main"), **headline_numbers(ablation["accuracy"], "ablation")}

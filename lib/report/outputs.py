@@ -40,6 +40,25 @@ def save_table(table: pd.DataFrame, notebook: str, name: str, root=None, float_f
     return atomic_write(path, lambda f: f.write(table.to_csv(float_format=float_format).encode()))
 
 
+KEY_SEPARATOR = " | "  # method names hold "/" ("FAIR w/o LAS"), so "/" cannot separate a key's parts
+
+
+def headline_key(*parts) -> str:
+    """The one format of a headline number's name: ``<table> | <row> | <dataset>[ | <setting>]``."""
+    return KEY_SEPARATOR.join(str(p) for p in parts)
+
+
+def headline_numbers(values: pd.Series, *prefix, digits: int | None = None) -> dict[str, float]:
+    """``{headline_key(*prefix, *index): value}`` for every non-NaN entry of ``values`` (any index)."""
+    out = {}
+    for index, value in values.items():
+        if pd.isna(value):
+            continue
+        parts = index if isinstance(index, tuple) else (index,)
+        out[headline_key(*prefix, *parts)] = round(float(value), digits) if digits is not None else float(value)
+    return out
+
+
 def save_headline(numbers: dict, notebook: str, root=None) -> Path:
     """The notebook's headline numbers (``headline.json``), asserted by tests against the committed copy."""
     for key, value in numbers.items():

@@ -98,10 +98,10 @@ def test_headline_keeps_demo_cells_and_localisation():
     loc = pd.DataFrame({"method": ["A", "A"], "seed": [0, 1], "[CLS] attention": [0.5, 0.7],
                         "patch-text map": [0.2, 0.4], "chance": [0.2, 0.2]}).set_index(["method", "seed"])
     out = ce.headline(_long(), loc)
-    assert out["LayerNorm | demo-colour | 5-shot"] == 80.0
+    assert out["accuracy | LayerNorm | demo-colour | 5-shot"] == 80.0
     assert not any("eurosat" in k for k in out)
-    assert out["localisation [CLS] | A"] == pytest.approx(0.6)
-    assert out["localisation text | A"] == pytest.approx(0.3)
+    assert out["localisation | A | [CLS] attention"] == pytest.approx(0.6)
+    assert out["localisation | A | patch-text map"] == pytest.approx(0.3)
 
 
 def test_history_frame_round_trip():

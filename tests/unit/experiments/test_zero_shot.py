@@ -74,7 +74,7 @@ def test_spread_over_seeds_and_missing_inputs():
     shown = zero_shot.with_spread(table)
     assert shown.loc["LaZSL", "b"] == "—" and shown.columns.tolist() == ["a", "b"]
     heads = zero_shot.headline(table, table)
-    assert "LaZSL/a" in heads and "ablation/LaZSL/a" in heads and "LaZSL/b" not in heads
+    assert "main | LaZSL | a" in heads and "ablation | LaZSL | a" in heads and "main | LaZSL | b" not in heads
 
 
 def test_demo_dataset_names_carry_knobs():

@@ -51,3 +51,12 @@ def test_failed_save_keeps_the_previous_file(tmp_path):
 def test_bad_output_name_is_named(tmp_path):
     with pytest.raises(ValueError, match="output name '../x' must be a plain file name"):
         outputs.save_table(pd.DataFrame(), "nb", "../x", root=tmp_path)
+
+
+def test_headline_keys_have_one_format():
+    """``<table> | <row> | <dataset>``: method names hold "/", so the separator is " | "; NaN is left out."""
+    values = pd.Series([1.234, float("nan"), 3.0], index=pd.MultiIndex.from_tuples(
+        [("FAIR w/o LAS", "demo-colour"), ("FAIR", "demo-colour"), ("FAIR", "eurosat")]))
+    out = outputs.headline_numbers(values, "table3", digits=1)
+    assert out == {"table3 | FAIR w/o LAS | demo-colour": 1.2, "table3 | FAIR | eurosat": 3.0}
+    assert outputs.headline_key("a", 5, "b") == "a | 5 | b"
