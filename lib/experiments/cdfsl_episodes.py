@@ -1,17 +1,25 @@
 """Notebook 03: cross-domain few-shot experiments as data: named methods, episode jobs, tables and maps.
 
-A method is a set of ``lib.methods.finetune.CdfslConfig`` switches (``CDFSL_METHODS``). CC-CDFSL and D-Trap build on
-the profile's ``base`` tuning (the demo profile: LayerNorm, its best baseline; the paper profile:
-LoRA, the CC-CDFSL summary's CLIP-LoRA). A job is (target, method, shots, episode seed); its episodes
-go through the feature cache one by one, so notebook 03 and the tests share them, and ``prefetch``
-trains jobs in worker processes with one torch thread each (``EXPERIMENT``, ``lib.experiments.protocol``).
+A method is a set of ``lib.methods.finetune.CdfslConfig`` switches (``CDFSL_METHODS``). CC-CDFSL and the
+abstract-derived remedy (ours) build on the profile's ``base`` tuning (the demo profile: LayerNorm,
+its best baseline; the paper profile: LoRA). CLIP-LoRA and D-Trap use the D-Trap code's set-up
+(``CLIP_LORA``: CLIP-LoRA on q/k/v, five fixed views, 250 x K iterations, AdamW with weight decay 1e-2,
+a cosine schedule with T_max = 8 x iterations, scored at each fifth of training) and its text head:
+one template with readable label names (the profile's ``clip_lora`` block: ``template``,
+``label_names`` (a file beside the profiles), ``config`` overrides and ``steps_scale`` per target,
+e.g. the code's halved iterations on ChestX).
 
-Episodes come from each target's test split (the BSCD-FSL targets are test-only pools). The
-profile's ``cdfsl`` block holds the targets, shots, episode counts and config overrides.
+A job is (target, method, shots, episode seed); its episodes go through the feature cache one by one,
+so notebook 03 and the tests share them, and ``prefetch`` trains jobs in worker processes with one
+torch thread each (``EXPERIMENT``, ``lib.experiments.protocol``). Episodes come from each target's test
+split (the BSCD-FSL targets are test-only pools). The profile's ``cdfsl`` block holds the targets,
+shots, episode counts and config overrides; ``lib.experiments.cdfsl_tables`` turns the jobs into
+notebook 03's tables and maps.
 """
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,20 +27,31 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from tqdm import tqdm
 
 from lib import models
-from lib.data import DEMO_PREFIX, open_datasets
+from lib.data import open_datasets
 from lib.experiments.protocol import Experiment, config_from
 from lib.features import cache as feature_cache
 from lib.features.text import class_embeddings, templates
 from lib.methods import episodes as episode_sampler
-from lib.methods import finetune
+from lib.methods import episode_runs, finetune
 from lib.methods.episodes import Episode
-from lib.report.outputs import headline_numbers
-from lib.runtime import locations
+from lib.runtime import locations, profiles
 
 BASE = "base"  # in CDFSL_METHODS: replaced by the profile's base tuning
+TEXT = "text"  # in CDFSL_METHODS: "single" for the D-Trap code's text head (``clip_lora`` block), else the ensemble
+# The D-Trap code's CLIP-LoRA set-up (run_utils.py, main.py, lora_mind.py; docs/official_code.md)
+CLIP_LORA = {
+    "tuning": "clip-lora",  # q/k/v LoRA r 16, alpha 8, dropout 0.25 on every vision block, lr 2e-4
+    "five_views": True,  # the loaders' five views, one batch of the whole support set per iteration
+    "steps_per_shot": 250,  # --epochs 250: 250 x K iterations
+    "weight_decay": 1e-2,  # AdamW(weight_decay=1e-2)
+    "cosine_tmax": 8,  # CosineAnnealingLR(T_max = 8 x iterations, eta_min = 1e-6)
+    "checkpoints": 5,  # query accuracy after 1/5 ... 5/5 of training
+    TEXT: "single",  # 'a photo of a {}.' with readable label names, the text encoder frozen
+}
 CDFSL_METHODS: dict[str, dict] = {
     "Zero-shot (prompt ensemble)": {"steps": 0, "tuning": "ln"},
     "CoOp (prompt context)": {"tuning": "coop"},
@@ -43,15 +62,19 @@ CDFSL_METHODS: dict[str, dict] = {
     "CC-CDFSL w/o Semantic Anchor": {"tuning": BASE, "cycle": True},
     "CC-CDFSL w/o augment": {"tuning": BASE, "cycle": True, "anchor_shrink": True},
     "CC-CDFSL w/o shrink": {"tuning": BASE, "cycle": True, "anchor_augment": True},
-    "D-Trap": {"tuning": BASE, "perturb": True, "align": True},
-    "D-Trap w/o alignment": {"tuning": BASE, "perturb": True},
-    "D-Trap w/o perturbation": {"tuning": BASE, "align": True},
+    "CLIP-LoRA": dict(CLIP_LORA),
+    "CLIP-LoRA + perturbation": {**CLIP_LORA, "perturb": True},
+    "CLIP-LoRA + alignment": {**CLIP_LORA, "align": True},
+    "D-Trap": {**CLIP_LORA, "perturb": True, "align": True},
+    "Abstract-derived remedy (ours)": {"tuning": BASE, "ours_perturb": True, "ours_align": True},
+    "Abstract-derived perturbation (ours)": {"tuning": BASE, "ours_perturb": True},
 }
 PROMPT_ZERO_SHOT = "Zero-shot (prompt ensemble)"
-MAIN = [PROMPT_ZERO_SHOT, "CoOp (prompt context)", "LayerNorm", "LoRA", "Full fine-tuning", "CC-CDFSL", "D-Trap"]
+MAIN = [PROMPT_ZERO_SHOT, "CoOp (prompt context)", "LayerNorm", "LoRA", "Full fine-tuning", "CC-CDFSL"]
 ABLATION = ["CC-CDFSL", "CC-CDFSL w/o Semantic Anchor", "CC-CDFSL w/o augment", "CC-CDFSL w/o shrink",
-            "D-Trap", "D-Trap w/o alignment", "D-Trap w/o perturbation"]
-MAP_METHODS = [PROMPT_ZERO_SHOT, "CC-CDFSL", "D-Trap"]  # plus the base baseline, named in ``map_methods``
+            "Abstract-derived remedy (ours)", "Abstract-derived perturbation (ours)"]
+DTRAP_ROWS = ["CLIP-LoRA", "CLIP-LoRA + perturbation", "CLIP-LoRA + alignment", "D-Trap"]  # baseline / + / + / full
+CHECKPOINT_ROWS = ["CLIP-LoRA", "D-Trap"]  # on every clip_lora target and shot, scored at each fifth of training
 
 
 def base_name(cfg: dict) -> str:
@@ -68,19 +91,43 @@ def map_methods(cfg: dict) -> list[str]:
     return [PROMPT_ZERO_SHOT, base_name(cfg), "CC-CDFSL", "D-Trap"]
 
 
-def config(cfg: dict, method: str, seed: int = 0) -> finetune.CdfslConfig:
-    """The CdfslConfig of ``method``: the profile's overrides, the method's switches, its learning rate."""
+def localisation_methods(cfg: dict) -> list[str]:
+    """The methods of the localisation score (CC-CDFSL's claim): zero-shot, the base baseline, CC-CDFSL
+    with and without its Semantic Anchor."""
+    return [PROMPT_ZERO_SHOT, base_name(cfg), "CC-CDFSL", "CC-CDFSL w/o Semantic Anchor"]
+
+
+def notebook_model(profile: str, model: str = "") -> str:
+    """The architecture notebook 03 loads: ``model`` when given, else the profile's ``cdfsl.model`` (the
+    paper profile: ViT-B-16, both CDFSL papers' backbone), else "" (the profile's ``model``)."""
+    return model or profiles.load(profile).get("cdfsl", {}).get("model", "")
+
+
+def config(cfg: dict, method: str, seed: int = 0, target: str | None = None) -> finetune.CdfslConfig:
+    """The CdfslConfig of ``method``: the profile's overrides, the method's switches, its learning rate;
+    for the CLIP-LoRA rows then the ``clip_lora`` block's ``config`` and, on ``target``, its
+    ``steps_scale`` (iterations per shot scaled, rounded down as the D-Trap code does)."""
     if method not in CDFSL_METHODS:
         raise KeyError(f"unknown CDFSL method {method!r}; known: {list(CDFSL_METHODS)}")
     opts = EXPERIMENT.block(cfg)
-    switches = dict(CDFSL_METHODS[method])
+    switches = {k: v for k, v in CDFSL_METHODS[method].items() if k != TEXT}
     if switches.get("tuning") == BASE:
         switches["tuning"] = opts.get("base", "lora")
     settings = {**opts.get("config", {}), **switches, "seed": seed}
     lr = opts.get("lr_by_tuning", {}).get(settings["tuning"])
     if lr is not None and "lr" not in opts.get("config", {}):
         settings["lr"] = lr
+    if uses_single_text(method):
+        block = opts.get("clip_lora", {})
+        settings.update(block.get("config", {}))
+        scale = block.get("steps_scale", {}).get(target, 1) if target is not None else 1
+        settings["steps_per_shot"] = int(settings["steps_per_shot"] * scale)
     return config_from(finetune.CdfslConfig, settings, "CDFSL")
+
+
+def uses_single_text(method: str) -> bool:
+    """Whether ``method`` scores with the D-Trap code's text head (one template, label names)."""
+    return CDFSL_METHODS[method].get(TEXT) == "single"
 
 
 @dataclass(frozen=True)
@@ -116,6 +163,45 @@ def class_text(handle: models.ModelHandle, cfg: dict, dataset, cache: feature_ca
     return class_embeddings(handle, dataset.classnames, templates(cfg["templates"]), cache)
 
 
+def _name_key(name: str) -> str:
+    return re.sub(r"[\s_]+", " ", name).strip().lower()
+
+
+def label_names(cfg: dict, dataset) -> list[str]:
+    """The names the D-Trap code prompts ``dataset``'s classes with: the ``clip_lora.label_names`` file
+    (relative paths: beside the profiles), else the class names. A listed dataset missing a class is an
+    error naming the file, the dataset and the class."""
+    path = EXPERIMENT.block(cfg).get("clip_lora", {}).get("label_names")
+    if not path:
+        return list(dataset.classnames)
+    path = Path(path) if Path(path).is_absolute() else profiles.PROFILE_DIR / path
+    if not path.is_file():
+        raise FileNotFoundError(f"CDFSL label-name file {path} (profile key cdfsl.clip_lora.label_names) not found")
+    table = {k.lower(): v for k, v in (yaml.safe_load(path.read_text()) or {}).items()}
+    names = table.get(dataset.name.lower())
+    if names is None:
+        return list(dataset.classnames)
+    names = {_name_key(k): v for k, v in names.items()}
+    missing = [c for c in dataset.classnames if _name_key(c) not in names]
+    if missing:
+        raise ValueError(f"{path}: dataset {dataset.name!r} lists no label name for class(es) {missing}")
+    return [names[_name_key(c)] for c in dataset.classnames]
+
+
+def single_text(handle: models.ModelHandle, cfg: dict, dataset, cache: feature_cache.FeatureCache) -> torch.Tensor:
+    """(C, d) the D-Trap code's text head: ``clip_lora.template`` (there 'a photo of a {}.') with each
+    class's label name, underscores read as spaces."""
+    template = EXPERIMENT.block(cfg).get("clip_lora", {}).get("template", "a photo of a {}.")
+    prompts = [name.replace("_", " ") for name in label_names(cfg, dataset)]
+    return class_embeddings(handle, prompts, [template], cache)
+
+
+def method_text(handle: models.ModelHandle, cfg: dict, dataset, cache: feature_cache.FeatureCache,
+                method: str) -> torch.Tensor:
+    """(C, d) the class features ``method`` scores with (``single_text`` or ``class_text``)."""
+    return (single_text if uses_single_text(method) else class_text)(handle, cfg, dataset, cache)
+
+
 def episodes(cfg: dict, dataset, shots: int, seed: int = 0) -> list[Episode]:
     opts = EXPERIMENT.block(cfg)
     return episode_sampler.sample_episodes(dataset.labels, opts.get("ways", 5), shots, opts.get("queries", 15),
@@ -127,18 +213,19 @@ def run_episode(handle: models.ModelHandle, dataset, episode: Episode, class_tex
     """Fine-tune on ``episode``'s support set and score its queries, through the cache.
 
     ``class_text`` (C, d): the prompt features of every class of ``dataset``; the episode reads its
-    rows. Returns ``accuracy``, ``predictions``, ``history`` (steps x ``finetune.STEP_LOG``) and, with boxes,
-    ``localisation_cls`` / ``localisation_text`` / ``localisation_chance`` per query.
+    rows. Returns ``accuracy``, ``predictions``, ``checkpoints`` (query accuracy after each
+    ``config.checkpoints``-th of training), ``history`` (iterations x ``finetune.STEP_LOG``) and, with
+    boxes, ``localisation_cls`` / ``localisation_text`` / ``localisation_chance`` per query.
     """
     text = class_text[list(episode.classes)]
 
     def compute():
-        tuned, history = finetune.finetune_episode(handle, dataset, episode, text, config)
-        result = finetune.evaluate(tuned, dataset, episode)
+        _, history, result = episode_runs.train_and_score(handle, dataset, episode, text, config)
         result["history"] = torch.tensor(history.to_numpy(dtype=np.float64)).reshape(len(history), len(finetune.STEP_LOG))
         return result
 
-    return feature_cache.cached(handle, dataset, "cdfsl", finetune.episode_settings(episode, config, text), compute, cache=cache)
+    return feature_cache.cached(handle, dataset, "cdfsl", episode_runs.episode_settings(episode, config, text), compute,
+                                cache=cache)
 
 
 def history_frame(result: dict[str, torch.Tensor]) -> pd.DataFrame:
@@ -159,8 +246,9 @@ def results(handle: models.ModelHandle, cfg: dict, cache: feature_cache.FeatureC
     """Every episode of ``job``, trained (or read from the cache) and scored."""
     dataset = pool(cfg, job.target, data_root)
     return run_episodes(handle, dataset, episodes(cfg, dataset, job.shots, job.seed),
-                              class_text(handle, cfg, dataset, cache), config(cfg, job.method, job.seed), cache,
-                              desc=f"{job.method} {job.target} {job.shots}-shot")
+                        method_text(handle, cfg, dataset, cache, job.method),
+                        config(cfg, job.method, job.seed, job.target), cache,
+                        desc=f"{job.method} {job.target} {job.shots}-shot")
 
 
 EXPERIMENT = Experiment("cdfsl", "CDFSL", "CDFSL job(s)", results)  # block, available, prefetch
@@ -172,118 +260,18 @@ def table_jobs(cfg: dict, targets: Sequence[str], methods: Sequence[str] = MAIN,
     return [EpisodeJob(t, m, k) for t in targets for k in shots for m in methods]
 
 
-# --------------------------------------------------------------------------------------------------
-# Tables
+def clip_lora_targets(cfg: dict, available: Sequence[str]) -> list[str]:
+    """The targets of the CLIP-LoRA / D-Trap rows among ``available``: the ``clip_lora`` block's
+    ``targets`` (null: every target)."""
+    chosen = EXPERIMENT.block(cfg).get("clip_lora", {}).get("targets")
+    return [t for t in available if chosen is None or t in chosen]
 
 
-def accuracy_table(handle, cfg, cache, targets: Sequence[str], methods: Sequence[str] = MAIN,
-                   shots: Sequence[int] | None = None, data_root=None) -> pd.DataFrame:
-    """Long table (index method, dataset, shots; columns accuracy, ci95, episodes): mean +- 95% CI."""
-    records = []
-    for job in table_jobs(cfg, targets, methods, shots):
-        accs = [r["accuracy"].item() for r in results(handle, cfg, cache, job, data_root)]
-        mean, ci = episode_sampler.mean_ci(accs)
-        records.append((job.method, job.target, job.shots, mean, ci, len(accs)))
-    return pd.DataFrame(records, columns=["method", "dataset", "shots", "accuracy", "ci95", "episodes"]
-                        ).set_index(["method", "dataset", "shots"])
-
-
-def ci_cells(long: pd.DataFrame) -> pd.DataFrame:
-    """Methods x (dataset, shots) cells "mean ± ci", in the methods' order."""
-    cells = long.apply(lambda r: f"{r['accuracy']:.2f} ± {r['ci95']:.2f}", axis=1).rename("cell")
-    out = cells.reset_index().pivot(index="method", columns=["dataset", "shots"], values="cell")
-    order = list(dict.fromkeys(long.index.get_level_values("method")))
-    out = out.loc[order]
-    out.columns = [f"{d} {k}-shot" for d, k in out.columns]
-    return out
-
-
-def localisation_table(handle, cfg, cache, target: str, methods: Sequence[str], shots: int,
-                       seeds: Sequence[int], data_root=None) -> pd.DataFrame:
-    """Long table (index method, seed; columns [CLS] map, text map, chance): the mean localisation
-    score over every query image of every episode of one episode stream (seed)."""
-    records = []
-    for seed in seeds:
-        for method in methods:
-            runs = results(handle, cfg, cache, EpisodeJob(target, method, shots, seed), data_root)
-            if "localisation_cls" not in runs[0]:
-                raise ValueError(f"CDFSL target {target!r} has no object boxes: no localisation score")
-            mean = lambda key: float(torch.cat([r[key] for r in runs]).mean())  # noqa: E731
-            records.append((method, seed, mean("localisation_cls"), mean("localisation_text"),
-                            mean("localisation_chance")))
-    return pd.DataFrame(records, columns=["method", "seed", "[CLS] attention", "patch-text map", "chance"]
-                        ).set_index(["method", "seed"])
-
-
-SPLIT_PARTS = {"margin_visual": "visual margin", "margin_cross_modal": "cross-modal margin", "ce": "CE loss"}
-CYCLE_PARTS = {"cycle_image": "L_cyc_img", "cycle_text": "L_cyc_txt", "ce": "CE loss"}
-
-
-def loss_split(handle, cfg, cache, target: str, methods: Sequence[str], shots: int, seed: int = 0,
-               data_root=None, parts: dict[str, str] = SPLIT_PARTS) -> pd.DataFrame:
-    """Logged quantities (``parts``: history column -> label; default the CE split's two margins and
-    the CE loss) averaged over the episodes: long (method, step, part, value)."""
-    frames = []
-    for method in methods:
-        runs = results(handle, cfg, cache, EpisodeJob(target, method, shots, seed), data_root)
-        mean = sum(history_frame(r) for r in runs) / len(runs)
-        mean["method"] = method
-        frames.append(mean)
-    long = pd.concat(frames).melt(id_vars=["method", "step"], value_vars=list(parts), var_name="part")
-    long["part"] = long["part"].map(parts)
-    return long
-
-
-def first_last(long: pd.DataFrame) -> pd.DataFrame:
-    """A ``loss_split`` table's first and last value per (method, part) and the change."""
-    ends = long.groupby(["method", "part"], sort=False)["value"].agg(first="first", last="last")
-    ends["change"] = ends["last"] - ends["first"]
-    return ends
-
-
-def episode_maps(handle, cfg, cache, target: str, method: str, shots: int, n_images: int = 4,
-                 seed: int = 0, data_root=None) -> dict[str, torch.Tensor]:
-    """The maps of episode 0's first query image of each of its first ``n_images`` classes, after
-    fine-tuning with ``method``: ``index`` (dataset indices), ``labels``, ``cls`` and ``text`` maps
-    (n, gh, gw), ``predictions``. Cached (kind ``cdfsl-maps``)."""
-    dataset = pool(cfg, target, data_root)
-    episode = episodes(cfg, dataset, shots, seed)[0]
-    per_class = len(episode.query) // episode.n_way
-    picks = [c * per_class for c in range(min(n_images, episode.n_way))]
-    text = class_text(handle, cfg, dataset, cache)[list(episode.classes)]
-    conf = config(cfg, method, seed)
-
-    def compute():
-        tuned, _ = finetune.finetune_episode(handle, dataset, episode, text, conf)
-        index = [episode.query[p] for p in picks]
-        labels = episode.query_labels[picks]
-        pixels = torch.stack([handle.preprocess(dataset[i][0]) for i in index])
-        out = finetune.query_maps(tuned, pixels, labels)
-        return {"index": torch.tensor(index), "labels": labels, "cls": out["cls"], "text": out["text"],
-                "predictions": out["logits"].argmax(1)}
-
-    settings = {**finetune.episode_settings(episode, conf, text), "picks": picks}
-    return feature_cache.cached(handle, dataset, "cdfsl-maps", settings, compute, cache=cache)
-
-
-def headline(accuracy: pd.DataFrame, localisation: pd.DataFrame | None) -> dict[str, float]:
-    """The numbers pytest compares with the committed ones: each demo cell's mean accuracy
-    (``accuracy | <method> | <dataset> | <k>-shot``) and the mean localisation score of each method
-    (``localisation | <method> | <map>``)."""
-    demo = accuracy["accuracy"][accuracy.index.get_level_values("dataset").str.startswith(DEMO_PREFIX)]
-    out = headline_numbers(demo.rename(lambda k: f"{k}-shot", level="shots"), "accuracy", digits=2)
-    if localisation is not None:
-        means = localisation.groupby(level="method", sort=False)[["[CLS] attention", "patch-text map"]].mean()
-        out.update(headline_numbers(means.stack(), "localisation", digits=4))
-    return out
-
-
-def overlay_inputs(cfg, target: str, maps: dict[str, dict[str, torch.Tensor]], data_root=None):
-    """(images as arrays, boxes in view pixels or None, class names) of the pictured queries."""
-    dataset = pool(cfg, target, data_root)
-    first = next(iter(maps.values()))
-    index = first["index"].tolist()
-    images = [np.asarray(dataset[i][0].convert("RGB")) for i in index]
-    names = [dataset.classnames[int(dataset.labels[i])] for i in index]
-    boxes = getattr(dataset, "boxes", None)
-    return images, (boxes[index].float() if boxes is not None else None), names
+def dtrap_jobs(cfg: dict, available: Sequence[str]) -> list[EpisodeJob]:
+    """The jobs of notebook 03's D-Trap section: ``CHECKPOINT_ROWS`` on every CLIP-LoRA target and
+    shot, and ``DTRAP_ROWS`` on the focus target at the largest shot."""
+    opts = EXPERIMENT.block(cfg)
+    jobs = table_jobs(cfg, clip_lora_targets(cfg, available), CHECKPOINT_ROWS)
+    if opts["focus"] in available:
+        jobs += table_jobs(cfg, [opts["focus"]], DTRAP_ROWS, [max(opts["shots"])])
+    return list(dict.fromkeys(jobs))

@@ -1,4 +1,5 @@
-"""lib.methods.episodes, cc_cdfsl, dtrap and finetune: episodes, the CC-CDFSL cycle and Semantic Anchor, the D-Trap CE split, fine-tuning runs.
+"""lib.methods.episodes, cc_cdfsl, dtrap, finetune and episode_runs: episodes, the CC-CDFSL cycle and Semantic
+Anchor, the CE split, the abstract-derived remedy (ours), fine-tuning runs (the authors' D-Trap: test_dtrap.py).
 
 The maths is checked on small hand-built tensors whose answers are known; the training loop on the
 random-weight demo model (32 px, 4x4 patches) with one or two full-batch steps on a 2-way 2-shot
@@ -20,16 +21,18 @@ from lib.data.resolve import demo_dataset
 from lib.experiments.cdfsl_episodes import history_frame, run_episode
 from lib.experiments.protocol import config_from
 from lib.features import cache as feature_cache
-from lib.methods import finetune
+from lib.methods import episode_runs, finetune
 from lib.methods.cc_cdfsl import anchor_corpus, anchor_patches, cycle_loss, translate
 from lib.methods.dtrap import alignment_loss, ce_parts, class_centres, ramp
 from lib.methods.episodes import Episode, mean_ci, sample_episodes
 from lib.models import prompt_learning, tuning
 from module_state import assert_unchanged, snapshot
 
-# every loss term on (CC-CDFSL cycle with both Semantic Anchor switches, D-Trap perturb and align);
-# anchor_patches below the 2 x 16 patches per class so the shrink really drops patches
-ALL_ON = dict(cycle=True, perturb=True, align=True, anchor_augment=True, anchor_shrink=True, anchor_patches=3)
+# every loss term on (CC-CDFSL cycle with both Semantic Anchor switches, the abstract-derived perturbation
+# and alignment, the authors' D-Trap perturbation and alignment); anchor_patches below the 2 x 16
+# patches per class so the shrink really drops patches
+ALL_ON = dict(cycle=True, ours_perturb=True, ours_align=True, perturb=True, align=True, anchor_augment=True,
+              anchor_shrink=True, anchor_patches=3)
 
 
 def _config(**overrides) -> finetune.CdfslConfig:
@@ -370,7 +373,7 @@ def test_a_class_absent_from_the_batch_raises_naming_it(split_case):
 
 
 # --------------------------------------------------------------------------------------------------
-# alignment and its ramp
+# the abstract-derived alignment (ours) and its ramp
 
 
 def test_alignment_loss_is_zero_when_each_feature_is_its_class_text(split_case):
@@ -431,8 +434,12 @@ def test_ramp_grows_linearly_to_its_final_weight(steps, final):
 @pytest.mark.parametrize("kwargs, name", [
     ({"tuning": "x"}, "tuning='x'"), ({"steps": -1}, "steps=-1"), ({"lr": 0}, "lr=0"),
     ({"rrc_scale": (0.9, 0.5)}, "rrc_scale"), ({"tau": 0}, "tau=0"), ({"cycle_tau": -1.0}, "cycle_tau"),
-    ({"perturb_range": (1.0, -1.0)}, "perturb_range"), ({"anchor_patches": 0}, "anchor_patches=0"),
-    ({"augment_factor": 0}, "augment_factor=0"), ({"n_ctx": 0}, "n_ctx=0"),
+    ({"ours_perturb_range": (1.0, -1.0)}, "ours_perturb_range"), ({"anchor_patches": 0}, "anchor_patches=0"),
+    ({"augment_factor": 0}, "augment_factor=0"), ({"n_ctx": 0}, "n_ctx=0"), ({"steps_per_shot": -1}, "steps_per_shot"),
+    ({"cosine_tmax": -2}, "cosine_tmax"), ({"checkpoints": 0}, "checkpoints=0"), ({"stop_fifths": 6}, "stop_fifths=6"),
+    ({"fuse_fraction": 0.0}, "fuse_fraction"), ({"perturb_weight": -0.1}, "perturb_weight"),
+    ({"align_weight": -1.0}, "align_weight"), ({"ours_align_tau": 0}, "ours_align_tau"),
+    ({"eta_min": -1e-6}, "eta_min"), ({"weight_decay": -0.01}, "weight_decay"),
 ])
 def test_bad_config_raises_naming_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name.replace("(", r"\(")):
@@ -451,6 +458,10 @@ def test_config_from_settings_names_unknown_keys_and_accepts_lists():
 def _changed(value, name):
     if name == "tuning":
         return "ln" if value != "ln" else "lora"
+    if name == "stop_fifths":
+        return value - 1
+    if name == "fuse_fraction":
+        return value / 2
     if isinstance(value, bool):
         return not value
     if isinstance(value, tuple):
@@ -469,6 +480,7 @@ def test_settings_change_with_every_field():
         assert other.settings() != settings, field.name
         assert feature_cache.FeatureCache.key(other.settings()) != feature_cache.FeatureCache.key(settings)
     assert finetune.CdfslConfig(tuning="lora").settings()["tuning_detail"] == tuning.settings("lora")
+    assert finetune.CdfslConfig(tuning="clip-lora").settings()["tuning_detail"] == tuning.settings("clip-lora")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -529,18 +541,24 @@ def test_finetune_trains_only_the_chosen_parameters(handle, support, method):
 
 def test_losses_log_every_term_and_add_up(handle, support):
     images, labels, names, text = support
-    config = _config(tuning="ln", steps=4, align_weight=0.7)
+    config = _config(tuning="ln", steps=10, ours_align_weight=0.7, align_weight=2.0, perturb_weight=0.3)
     tuned = finetune.Tuned(handle, names, text, config)
     pixels = torch.stack([handle.preprocess(image) for image in images])
-    loss, log = finetune.losses(tuned, pixels, labels, 1, torch.Generator().manual_seed(0))
-    assert set(log) | {"step"} == set(finetune.STEP_LOG)
+    memory = {}
+    finetune.losses(tuned, pixels, labels, 0, torch.Generator().manual_seed(0), 10, (pixels, labels), memory)
+    assert "relations" in memory  # iteration 0 keeps its visual relations for iteration 1's target
+    loss, log = finetune.losses(tuned, pixels, labels, 1, torch.Generator().manual_seed(0), 10, (pixels, labels), memory)
+    assert set(log) | {"step", "lr"} == set(finetune.STEP_LOG)
     assert torch.isfinite(loss) and all(math.isfinite(v) for v in log.values())
     assert loss.item() == pytest.approx(log["loss"], rel=1e-6)
-    assert log["cycle_image"] > 0 and log["cycle_text"] > 0 and log["align"] > 0
-    assert log["align_weight"] == pytest.approx(ramp(1, 4, 0.7))
-    low, high = config.perturb_range
-    assert low <= log["visual_scale"] <= high
-    total = (log["ce"] + (log["visual_scale"] - 1) * log["visual_part"] + log["align_weight"] * log["align"]
+    assert log["cycle_image"] > 0 and log["cycle_text"] > 0 and log["ours_align"] > 0
+    assert log["perturb"] > 0 and log["align"] != 0
+    assert log["fuse"] == pytest.approx(1 - 1 / 6)  # 1 - s / int(0.6 x 10)
+    assert log["ours_align_weight"] == pytest.approx(ramp(1, 10, 0.7))
+    low, high = config.ours_perturb_range
+    assert low <= log["ours_visual_scale"] <= high
+    total = (log["ce"] + (log["ours_visual_scale"] - 1) * log["visual_part"]
+             + log["ours_align_weight"] * log["ours_align"] + 0.3 * log["perturb"] + 2.0 * log["align"]
              + config.cycle_image_weight * log["cycle_image"] + config.cycle_text_weight * log["cycle_text"])
     assert log["loss"] == pytest.approx(total, rel=1e-5)
     loss.backward()
@@ -549,8 +567,11 @@ def test_losses_log_every_term_and_add_up(handle, support):
     plain = finetune.Tuned(handle, names, text, finetune.CdfslConfig(tuning="ln", steps=4))
     loss, log = finetune.losses(plain, pixels, labels, 1, torch.Generator().manual_seed(0))
     assert log["loss"] == pytest.approx(log["ce"], rel=1e-6)
-    assert log["cycle_image"] == log["cycle_text"] == log["align"] == log["align_weight"] == 0
-    assert log["visual_scale"] == 1
+    assert log["cycle_image"] == log["cycle_text"] == log["ours_align"] == log["ours_align_weight"] == 0
+    assert log["perturb"] == log["align"] == log["fuse"] == 0
+    assert log["ours_visual_scale"] == 1
+    with pytest.raises(ValueError, match="align=True"):
+        finetune.losses(tuned, pixels, labels, 1, torch.Generator().manual_seed(0), 10)
 
 
 def test_finetune_is_deterministic_and_leaves_the_global_rng_alone(handle, support):
@@ -607,8 +628,8 @@ def test_run_episode_scores_queries_and_is_cached(handle, dataset, class_text, t
     def no_training(*args, **kwargs):
         raise AssertionError("a cached episode trained again")
 
-    monkeypatch.setattr(finetune, "finetune", no_training)
-    monkeypatch.setattr(finetune, "evaluate", no_training)
+    monkeypatch.setattr(episode_runs, "finetune", no_training)
+    monkeypatch.setattr(episode_runs, "evaluate", no_training)
     second = run_episode(handle, dataset, episode, class_text, config, cache)
     assert (cache.misses, cache.hits) == (1, 1)
     assert set(first) == set(second)
@@ -621,6 +642,8 @@ def test_run_episode_scores_queries_and_is_cached(handle, dataset, class_text, t
     assert accuracy == pytest.approx(100 * (first["predictions"] == episode.query_labels).float().mean().item())
     assert first["history"].shape == (1, len(finetune.STEP_LOG))
     assert list(history_frame(first).columns) == list(finetune.STEP_LOG)
+    assert first["checkpoints"].tolist() == [accuracy]  # one checkpoint: the end
+    assert first["checkpoint_steps"].tolist() == [1]
 
     view = handle.image_size
     assert dataset[episode.query[0]][0].size == (view, view)  # the view is the image: no resize, no crop
@@ -634,5 +657,5 @@ def test_run_episode_scores_queries_and_is_cached(handle, dataset, class_text, t
 
     # another config is another entry
     third_config = dataclasses.replace(config, steps=0)
-    assert finetune.episode_settings(episode, third_config, class_text[list(episode.classes)]) != \
-        finetune.episode_settings(episode, config, class_text[list(episode.classes)])
+    assert episode_runs.episode_settings(episode, third_config, class_text[list(episode.classes)]) != \
+        episode_runs.episode_settings(episode, config, class_text[list(episode.classes)])
