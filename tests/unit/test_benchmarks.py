@@ -153,7 +153,7 @@ def test_the_gpu_check_runs_timings_and_the_paper_smoke_run(tmp_path, monkeypatc
     path = runner.main(["--device", "cpu", "--paper-check", "--quick", "--out", str(tmp_path)])
     text = path.read_text()
     assert path.name == "BENCHMARKS-cpu-check.md" and "## Ratios" in text and "## Paper-profile smoke run" in text
-    assert "1 of 2 notebooks ran without error" in text and "| 02_fair_ablations | failed | 3 | cell 4" in text
+    assert "1 of 2 notebooks ran without error" in text and "| 02_fair_ablations | failed | 3 | — | cell 4" in text
     assert calls[0][0] == "cpu" and 0 < calls[0][1] < runner.GPU_BUDGET_S - runner.SMOKE_MARGIN_S
 
 
