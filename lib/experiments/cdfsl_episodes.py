@@ -97,12 +97,6 @@ def localisation_methods(cfg: dict) -> list[str]:
     return [PROMPT_ZERO_SHOT, base_name(cfg), "CC-CDFSL", "CC-CDFSL w/o Semantic Anchor"]
 
 
-def notebook_model(profile: str, model: str = "") -> str:
-    """The architecture notebook 03 loads: ``model`` when given, else the profile's ``cdfsl.model`` (the
-    paper profile: ViT-B-16, both CDFSL papers' backbone), else "" (the profile's ``model``)."""
-    return model or profiles.load(profile).get("cdfsl", {}).get("model", "")
-
-
 def config(cfg: dict, method: str, seed: int = 0, target: str | None = None) -> finetune.CdfslConfig:
     """The CdfslConfig of ``method``: the profile's overrides, the method's switches, its learning rate;
     for the CLIP-LoRA rows then the ``clip_lora`` block's ``config`` and, on ``target``, its
