@@ -50,6 +50,7 @@ SIZE_KEYS = {  # every key a smoke run may change: sizes, the device and the dat
     "fair.datasets", "fair.adapt_size", "fair.test_size", "fair.fairness_seeds", "fair.config.epochs",
     "fair.config.n_crops", "fair.config.top_k", "fair.config.batch_size",
     "cdfsl.targets", "cdfsl.episodes", "cdfsl.shots", "cdfsl.queries", "cdfsl.config.steps",
+    "cdfsl.clip_lora.config.steps_per_shot",
 }
 _COMMON = {"datasets": ["EuroSAT"], "fair.datasets": ["EuroSAT"], "cdfsl.targets": ["EuroSAT"], "crop_seeds": [0],
            "fair.fairness_seeds": [0], "fair.config.epochs": 1, "cdfsl.episodes": 2, "cdfsl.shots": [1],
@@ -61,11 +62,13 @@ SIZES = {
     "cpu": Sizes({"train": 2, "val": 1, "test": 2}, {
         **_COMMON, "device": "cpu", "batch_size": 32, "templates": "single", "n_crops": 2, "sweep_size": 2,
         "timing_images": 1, "fair.adapt_size": 10, "fair.test_size": 10, "fair.config.n_crops": 2,
-        "fair.config.top_k": 1, "fair.config.batch_size": 4, "cdfsl.queries": 1}),
+        "fair.config.top_k": 1, "fair.config.batch_size": 4, "cdfsl.queries": 1,
+        "cdfsl.clip_lora.config.steps_per_shot": 5}),
     # a GPU, within the 10 minutes of `python -m benchmarks --device cuda`: the paper's crops and templates
     "cuda": Sizes({"train": 8, "val": 2, "test": 20}, {
         **_COMMON, "device": "cuda", "sweep_size": 50, "timing_images": 8, "fair.adapt_size": 80,
-        "fair.test_size": 100, "cdfsl.queries": 15}),
+        "fair.test_size": 100, "cdfsl.queries": 15,
+        "cdfsl.clip_lora.config.steps_per_shot": 10}),
 }
 
 

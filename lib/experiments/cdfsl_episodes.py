@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from lib import models
 from lib.data import open_datasets
+from lib.experiments import notebook
 from lib.experiments.protocol import Experiment, config_from
 from lib.features import cache as feature_cache
 from lib.features.text import class_embeddings, templates
@@ -254,6 +255,34 @@ def table_jobs(cfg: dict, targets: Sequence[str], methods: Sequence[str] = MAIN,
     return [EpisodeJob(t, m, k) for t in targets for k in shots for m in methods]
 
 
+def present_targets(cfg: dict, data_root: str | Path | None = None) -> tuple[list[str], dict, str | None]:
+    """(the ``cdfsl.targets`` that open, {name: why not} for the others, the focus target): the focus is
+    ``cdfsl.focus`` when present, else the first target present, with a printed note
+    (``notebook.pick``). No target opening is an error naming the setting, ``DATA_ROOT`` and each
+    target's reason."""
+    wanted = list(EXPERIMENT.block(cfg)["targets"])
+    names, skipped = EXPERIMENT.available(cfg, wanted, data_root)
+    if not names:
+        root = locations.data_root(data_root)
+        where = f"DATA_ROOT={root}" if root is not None else "DATA_ROOT is not set"
+        reasons = "; ".join(f"{n}: {why}" for n, why in skipped.items()) or "the list is empty"
+        raise notebook.NoDatasetError(f"none of the CDFSL targets of `cdfsl.targets` ({wanted}) opens ({where}): "
+                                      f"{reasons}. Point DATA_ROOT at them or set `targets` to datasets you have")
+    return names, skipped, notebook.pick(cfg, "cdfsl.focus", names)
+
+
+def map_targets(cfg: dict, present: Sequence[str]) -> list[str]:
+    """The targets of the attention-map figures: those of ``cdfsl.map_targets`` present, else the first
+    target present, with a printed note."""
+    wanted = list(EXPERIMENT.block(cfg).get("map_targets") or [])
+    chosen = [t for t in wanted if t in present]
+    if not chosen and present:
+        print(f"`cdfsl.map_targets` is {wanted}, none of them among the targets present ({list(present)}): "
+              f"using {present[0]!r}")
+        chosen = [present[0]]
+    return chosen
+
+
 def clip_lora_targets(cfg: dict, available: Sequence[str]) -> list[str]:
     """The targets of the CLIP-LoRA / D-Trap rows among ``available``: the ``clip_lora`` block's
     ``targets`` (null: every target)."""
@@ -261,11 +290,12 @@ def clip_lora_targets(cfg: dict, available: Sequence[str]) -> list[str]:
     return [t for t in available if chosen is None or t in chosen]
 
 
-def dtrap_jobs(cfg: dict, available: Sequence[str]) -> list[EpisodeJob]:
+def dtrap_jobs(cfg: dict, available: Sequence[str], focus: str | None = None) -> list[EpisodeJob]:
     """The jobs of notebook 03's D-Trap section: ``CHECKPOINT_ROWS`` on every CLIP-LoRA target and
-    shot, and ``DTRAP_ROWS`` on the focus target at the largest shot."""
+    shot, and ``DTRAP_ROWS`` on the focus target (default ``cdfsl.focus``) at the largest shot."""
     opts = EXPERIMENT.block(cfg)
+    focus = opts["focus"] if focus is None else focus
     jobs = table_jobs(cfg, clip_lora_targets(cfg, available), CHECKPOINT_ROWS)
-    if opts["focus"] in available:
-        jobs += table_jobs(cfg, [opts["focus"]], DTRAP_ROWS, [max(opts["shots"])])
+    if focus in available:
+        jobs += table_jobs(cfg, [focus], DTRAP_ROWS, [max(opts["shots"])])
     return list(dict.fromkeys(jobs))

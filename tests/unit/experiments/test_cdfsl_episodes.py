@@ -142,6 +142,27 @@ def test_dtrap_jobs_cover_the_checkpoint_rows_and_the_remedy_rows(demo_cfg):
     assert {j.target for j in demo} == set(demo_cfg["cdfsl"]["clip_lora"]["targets"]) == {"demo-colour"}
 
 
+def test_targets_present_fall_back_with_a_note_or_name_the_setting(demo_cfg, monkeypatch, tmp_path, capsys):
+    """Issue 16 item 7: a user's data need not hold the datasets the profile's settings name."""
+    monkeypatch.setenv("DATA_ROOT", str(tmp_path))  # no real dataset: only the demo targets open
+    cfg = profiles.apply(demo_cfg, {"cdfsl.focus": "ISIC", "cdfsl.map_targets": ["ChestX"]})
+    names, skipped, focus = ce.present_targets(cfg)
+    assert names == ["demo-colour", "demo-clutter"] and "eurosat" in skipped
+    assert focus == "demo-colour" and ce.map_targets(cfg, names) == ["demo-colour"]
+    out = capsys.readouterr().out
+    assert "`cdfsl.focus` is 'ISIC'" in out and "`cdfsl.map_targets` is ['ChestX']" in out
+    assert ce.map_targets(demo_cfg, names) == ["demo-clutter", "demo-colour"]  # the profile's, where present
+    paper = profiles.load("paper")
+    with pytest.raises(ce.notebook.NoDatasetError, match=r"cdfsl\.targets.*DATA_ROOT=.*ISIC"):
+        ce.present_targets(paper)
+
+
+def test_dtrap_jobs_follow_a_fallen_back_focus():
+    paper = profiles.load("paper")
+    jobs = ce.dtrap_jobs(paper, ["ISIC"], focus="ISIC")
+    assert {("ISIC", m, 5) for m in ce.DTRAP_ROWS} <= {(j.target, j.method, j.shots) for j in jobs}
+
+
 def _long():
     return pd.DataFrame({"method": ["LayerNorm", "LayerNorm", "Zero-shot (prompt ensemble)"],
                          "dataset": ["demo-colour", "eurosat", "demo-colour"], "shots": [5, 5, 5],
