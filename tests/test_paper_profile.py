@@ -22,8 +22,6 @@ from lib.runtime import profiles
 OWNED_ELSEWHERE = {
     "02_fair_ablations": "cell 4: FAIR's text side reads fair.descriptors ('*': descriptors/cupl/{name}.json), and "
                          "CuPL released no EuroSAT file: DescriptorFileMissing (FAIR's item 4/7)",
-    "03_cdfsl_attention_maps": "cell 5: the settings table lists the demo targets only; with none (the paper "
-                               "profile) DataFrame([]).set_index('target') raises KeyError (CDFSL's item 7)",
     "04_tsne_confusion": "cell 2: FAIR's runs need the CuPL EuroSAT file that does not exist, as in notebook 02",
 }
 NOTEBOOKS = [pytest.param(p.stem, marks=pytest.mark.xfail(strict=True, reason=OWNED_ELSEWHERE[p.stem]))
