@@ -7,8 +7,12 @@ and the tests share the trained runs. ``EXPERIMENT.prefetch`` trains many runs i
 split. Time and memory of a step and of pseudo-labelling are in ``lib.experiments.fair_cost``.
 
 Protocols (FAIR Sec. 4, Table 4): ``inductive`` adapts on the unlabeled train split (``adapt_size``
-images of it) and evaluates on the test split; ``transductive`` adapts and evaluates on the test split.
-The profile's ``fair`` block holds the datasets, sizes and ``FairConfig`` overrides (``config``).
+images of it; the splits named in ``train_splits``, e.g. CoOp's train + val where that is the paper's
+train set) and evaluates on the test split (``test_size`` images of it); ``transductive`` adapts and
+evaluates on the test split. Every run is scored on its test split after each epoch: tables give the
+final epoch (``accuracy``) and the best epoch (``BEST``: model selection on the test split, what DPA's
+code reports). The profile's ``fair`` block holds the datasets, sizes and ``FairConfig`` overrides
+(``config``); ``lib.experiments.fair_plan`` resolves which datasets each table runs on.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import torch
 
 from lib import models
 from lib.data import open_datasets, subset
+from lib.data.resolve import concat
 from lib.experiments.protocol import Experiment, config_from
 from lib.features import cache as feature_cache
 from lib.features import crops as crop_sampler
@@ -59,6 +64,8 @@ ROWS: dict[str, dict] = {
     "FAIR w/o fairness term (ours)": {"fairness": False},
 }
 CUPL_ZERO_SHOT = "Zero-shot (CuPL)"  # the initial anchors on the frozen encoder: where every run starts
+BEST = "best epoch (test-set selection)"  # DPA's reported number: the best test accuracy over the epochs
+FINAL = "accuracy"  # the final epoch's test accuracy: what this project reports
 
 # (label shown, row) per table; Table 5 labels its rows by the weight
 TABLES: dict[str, list[tuple[str, str]]] = {
@@ -102,35 +109,50 @@ def config(cfg: dict, job: FairJob) -> fair.FairConfig:
     return config_from(fair.FairConfig, settings, "FAIR")
 
 
+def train_splits(cfg: dict, name: str) -> tuple[str, ...]:
+    """The splits an inductive run of ``name`` adapts on (the block's ``train_splits``; default train)."""
+    table = {k.lower(): v for k, v in (EXPERIMENT.block(cfg).get("train_splits") or {}).items()}
+    return tuple(table.get(name.lower(), ["train"]))
+
+
 def splits(cfg: dict, name: str, protocol: str = "inductive", data_root: str | Path | None = None):
     """(unlabeled set the run adapts on, test set it is scored on) of dataset ``name``."""
     opts = EXPERIMENT.block(cfg)
     root = locations.data_root(data_root)  # resolved here, so a changed $DATA_ROOT is a new cache entry
     root = str(root) if root else None
-    test = _split(name, "test", root, cfg["seed"], opts.get("test_size"))
+    test = _split(name, ("test",), root, cfg["seed"], opts.get("test_size"))
     if protocol == "transductive":
         return test, test
-    return _split(name, "train", root, cfg["seed"], opts.get("adapt_size")), test
+    return _split(name, train_splits(cfg, name), root, cfg["seed"], opts.get("adapt_size")), test
 
 
 @functools.lru_cache(maxsize=32)
-def _split(name: str, split: str, data_root: str | None, seed: int, size: int | None):
-    """One split of ``name`` (``size`` images of it, seeded), opened once per process: every table
-    row reads the same splits, and a demo split is rendered when opened."""
-    found, skipped = open_datasets([name], split, data_root, seed, size if split == "test" else None)
-    if name not in found:
-        what = "is not available" if split == "test" else "has no train split"
-        raise FileNotFoundError(f"FAIR dataset {name!r} {what}: {skipped.get(name, 'not found')}")
-    return found[name] if split == "test" else subset(found[name], size, seed)
+def _split(name: str, parts: tuple[str, ...], data_root: str | None, seed: int, size: int | None):
+    """``size`` seeded images of the splits ``parts`` of ``name`` joined, opened once per process:
+    every table row reads the same splits, and a demo split is rendered when opened."""
+    opened = []
+    for split in parts:
+        found, skipped = open_datasets([name], split, data_root, seed, size if split == "test" else None)
+        if name not in found:
+            what = "is not available" if split == "test" else f"has no {split!r} split"
+            raise FileNotFoundError(f"FAIR dataset {name!r} {what}: {skipped.get(name, 'not found')}")
+        opened.append(found[name])
+    return subset(opened[0] if len(opened) == 1 else concat(opened), size, seed)
+
+
+def descriptors(cfg: dict) -> dict:
+    """The descriptor table FAIR reads (the block's ``descriptors``, else the profile's)."""
+    return EXPERIMENT.block(cfg).get("descriptors") or cfg["descriptors"]
 
 
 def text(handle: models.ModelHandle, dataset, cfg: dict, cache: feature_cache.FeatureCache,
          data_root: str | Path | None = None) -> fair.Text:
-    """Z*_0 and the descriptions of ``dataset`` (the profile's FAIR descriptors, else its own)."""
-    table = EXPERIMENT.block(cfg).get("descriptors") or cfg["descriptors"]
-    sentences = descriptor_sentences(dataset.name, dataset.classnames, table, data_root)
+    """Z*_0, the descriptions of ``dataset`` and its class prompt's features (``class_prompt``: WCA's
+    description weights, eq. 9)."""
+    sentences = descriptor_sentences(dataset.name, dataset.classnames, descriptors(cfg), data_root)
     desc, mask = description_features(handle, sentences, cache)
-    return fair.Text.from_descriptions(desc, mask)
+    prompts = [cfg["class_prompt"].format(c) for c in dataset.classnames]
+    return fair.Text.from_descriptions(desc, mask, feature_cache.text_features(handle, prompts, cache=cache))
 
 
 def run_settings(config: fair.FairConfig, text: fair.Text) -> dict:
@@ -139,12 +161,16 @@ def run_settings(config: fair.FairConfig, text: fair.Text) -> dict:
 
 
 def run(handle: models.ModelHandle, unlabeled, text: fair.Text, config: fair.FairConfig,
-        cache: feature_cache.FeatureCache | None = None) -> tuple[fair.Adapted, dict]:
+        cache: feature_cache.FeatureCache | None = None, eval_set=None, batch_size: int = 256
+        ) -> tuple[fair.Adapted, dict]:
     """``adapt`` through the cache: (the run, its cache key settings). The key holds the model, the
-    unlabeled split, the text side and every ``FairConfig`` field."""
+    unlabeled split, the text side, every ``FairConfig`` field and the set scored after each epoch."""
     settings = run_settings(config, text)
+    if eval_set is not None:
+        settings["eval_set"] = feature_cache.dataset_fingerprint(eval_set)
     result = feature_cache.cached(handle, unlabeled, "fair", settings,
-                                  lambda: fair.adapt(handle, unlabeled, text, config), cache=cache)
+                                  lambda: fair.adapt(handle, unlabeled, text, config, eval_set, batch_size),
+                                  cache=cache)
     return fair.Adapted(handle, result, config), {**settings, "train": feature_cache.dataset_fingerprint(unlabeled)}
 
 
@@ -160,16 +186,25 @@ class Outcome:
 
     @property
     def accuracy(self) -> float:
+        """The final epoch's test accuracy."""
         return metrics.accuracy(self.logits, self.labels)
+
+    @property
+    def best_accuracy(self) -> float:
+        """The best test accuracy over the epochs (test-set model selection, DPA's reported number)."""
+        return self.adapted.best_accuracy
 
 
 def outcome(handle: models.ModelHandle, cfg: dict, cache: feature_cache.FeatureCache, job: FairJob,
             data_root: str | Path | None = None) -> Outcome:
     """Train (or read from the cache) ``job`` and score its test split."""
     unlabeled, test = splits(cfg, job.dataset, job.protocol, data_root)
-    adapted, key = run(handle, unlabeled, text(handle, test, cfg, cache, data_root), config(cfg, job), cache)
-    feats = feature_cache.cached(handle, test, "fair-eval", key, lambda: adapted.features(test, cfg["batch_size"]),
-                                 cache=cache)
+    adapted, key = run(handle, unlabeled, text(handle, test, cfg, cache, data_root), config(cfg, job), cache,
+                       test, cfg["batch_size"])
+    feats = adapted.eval_features  # scored after the last epoch, inside the cached run
+    if feats is None:
+        feats = feature_cache.cached(handle, test, "fair-eval", key, lambda: adapted.features(test, cfg["batch_size"]),
+                                     cache=cache)
     return Outcome(job, test.labels, adapted.logits(feats), adapted, feats)
 
 
@@ -188,35 +223,42 @@ def table_jobs(cfg: dict, tables: Sequence[str], datasets: Sequence[str]) -> lis
     return list(dict.fromkeys(FairJob(name, row) for t in tables for _, row in TABLES[t] for name in datasets))
 
 
+def _long(records: list) -> pd.DataFrame:
+    return pd.DataFrame(records, columns=["method", "dataset", FINAL, BEST]).set_index(["method", "dataset"])
+
+
+def _zero_shot_record(handle, cfg, cache, name, data_root) -> tuple:
+    logits, labels, _ = zero_shot_logits(handle, cfg, cache, name, data_root)
+    return (CUPL_ZERO_SHOT, name, metrics.accuracy(logits, labels), float("nan"))  # no epochs to select from
+
+
 def table(handle: models.ModelHandle, cfg: dict, cache: feature_cache.FeatureCache, which: str,
           datasets: Sequence[str], data_root: str | Path | None = None, zero_shot_row: bool = True) -> pd.DataFrame:
-    """Long table (index method, dataset; column accuracy) of one of ``TABLES`` on ``datasets``."""
+    """Long table (index method, dataset; columns ``FINAL`` and ``BEST``) of one of ``TABLES`` on ``datasets``."""
     records = []
     for name in datasets:
         if zero_shot_row:
-            logits, labels, _ = zero_shot_logits(handle, cfg, cache, name, data_root)
-            records.append((CUPL_ZERO_SHOT, name, metrics.accuracy(logits, labels)))
+            records.append(_zero_shot_record(handle, cfg, cache, name, data_root))
         for label, row in TABLES[which]:
-            records.append((label, name, outcome(handle, cfg, cache, FairJob(name, row), data_root).accuracy))
-    out = pd.DataFrame(records, columns=["method", "dataset", "accuracy"]).set_index(["method", "dataset"])
-    return out
+            result = outcome(handle, cfg, cache, FairJob(name, row), data_root)
+            records.append((label, name, result.accuracy, result.best_accuracy))
+    return _long(records)
 
 
 def protocol_table(handle, cfg, cache, datasets, data_root=None) -> pd.DataFrame:
     """Table 4's FAIR rows: inductive vs transductive, with the zero-shot start, long format."""
     records = []
     for name in datasets:
-        logits, labels, _ = zero_shot_logits(handle, cfg, cache, name, data_root)
-        records.append((CUPL_ZERO_SHOT, name, metrics.accuracy(logits, labels)))
+        records.append(_zero_shot_record(handle, cfg, cache, name, data_root))
         for protocol in PROTOCOLS:
             result = outcome(handle, cfg, cache, FairJob(name, "FAIR", protocol), data_root)
-            records.append((f"FAIR ({protocol})", name, result.accuracy))
-    return pd.DataFrame(records, columns=["method", "dataset", "accuracy"]).set_index(["method", "dataset"])
+            records.append((f"FAIR ({protocol})", name, result.accuracy, result.best_accuracy))
+    return _long(records)
 
 
-def with_average(long: pd.DataFrame) -> pd.DataFrame:
-    """method x dataset, rows and columns in first-seen order, plus the mean over datasets."""
-    out = long["accuracy"].unstack("dataset")
+def with_average(long: pd.DataFrame, column: str = FINAL) -> pd.DataFrame:
+    """method x dataset of ``column``, rows and columns in first-seen order, plus the mean over datasets."""
+    out = long[column].unstack("dataset")
     out = out.loc[list(dict.fromkeys(long.index.get_level_values("method"))),
                   list(dict.fromkeys(long.index.get_level_values("dataset")))]
     if out.shape[1] > 1:
@@ -224,13 +266,25 @@ def with_average(long: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def shown(long: pd.DataFrame, datasets: Sequence[str], digits: int = 1) -> pd.DataFrame:
+    """What a notebook displays of a long table on ``datasets``: the final epoch beside the best epoch
+    (test-set model selection), each method x dataset with the average, rounded."""
+    part = long[long.index.get_level_values("dataset").isin(list(datasets))]
+    if part.empty:
+        return pd.DataFrame()
+    columns = [c for c in (FINAL, BEST) if c in part and part[c].notna().any()]
+    names = {FINAL: "final epoch", BEST: BEST}
+    return pd.concat({names[c]: with_average(part, c) for c in columns}, axis=1).round(digits)
+
+
 # --------------------------------------------------------------------------------------------------
 # Figures' data
 
 def sweep_points(n_values, k_values, n_fixed, k_fixed) -> list[tuple[str, int, int, int]]:
-    """(parameter, x, n_crops, top_k) of Fig. 10: N varies at k = k_fixed (capped at N), k at N = n_fixed."""
+    """(parameter, x, n_crops, top_k) of Fig. 10: N varies at k = k_fixed (capped at N), k at N = n_fixed
+    (values of k above n_fixed are left out: they would keep more crops than there are)."""
     return ([("N", n, n, min(k_fixed, n)) for n in n_values]
-            + [("k", k, n_fixed, k) for k in k_values])
+            + [("k", k, n_fixed, k) for k in k_values if k <= n_fixed])
 
 
 def sweep_jobs(dataset: str, n_values: Sequence[int], k_values: Sequence[int], n_fixed: int = 16,
@@ -304,6 +358,7 @@ def history(outcome_: Outcome) -> pd.DataFrame:
 
 
 def headline(tables: dict[str, pd.DataFrame]) -> dict[str, float]:
-    """Flat ``<table> | <method> | <dataset>`` accuracies (headline.json; real-dataset keys need DATA_ROOT)."""
-    return {k: v for name, long in tables.items() for k, v in headline_numbers(long["accuracy"], name, digits=2).items()}
+    """Flat ``<table> | <method> | <dataset>`` final-epoch accuracies (headline.json; real-dataset keys
+    need DATA_ROOT)."""
+    return {k: v for name, long in tables.items() for k, v in headline_numbers(long[FINAL], name, digits=2).items()}
 
