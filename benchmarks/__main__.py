@@ -3,7 +3,8 @@
     python -m benchmarks --threads 1              # the committed table: under 10 minutes on 2 CPU cores
     python -m benchmarks --quick --out /tmp/b     # a tiny smoke configuration (tests); not a measurement
     python -m benchmarks --main-job               # also run the main job cold (longer than 10 minutes)
-    python -m benchmarks --device cuda            # items 2, 3 and 5 at paper scale on a GPU
+    python -m benchmarks --device cuda            # the GPU check: items 2, 3, 5 at paper scale + a paper-profile
+                                                  # smoke run of every notebook, within 10 minutes -> BENCHMARKS-cuda.md
 
 Items (one module each, also runnable alone as ``python -m benchmarks.<module>``):
 
@@ -16,7 +17,10 @@ Items (one module each, also runnable alone as ``python -m benchmarks.<module>``
 6. ``main_job``: peak RSS and wall time of ``python -m lib.regenerate`` (goals <= 4 GB, <= 10 min),
    from its record ``runs/main_job.json``, or measured cold with ``--main-job``;
 7. ``scaling``: LaZSL scoring time against N, C and B, with the fitted growth;
-8. ``gpu``: items 2, 3 and 5 at paper scale with ViT-B/32 (``--device cuda``; skipped without a GPU).
+8. ``gpu``: items 2, 3 and 5 at paper scale with ViT-B/32 (``--device cuda``; skipped without a GPU),
+   then ``paper_smoke``: every notebook on the paper profile at a small size on the GPU (its
+   backbones with random weights, the EuroSAT subset and the official descriptors under ``DATA_ROOT``),
+   in what is left of the 10 minutes (``GPU_BUDGET_S``).
 
 Every ratio is two things timed side by side in this run, medians of ``--repeats`` (at least 5)
 interleaved repeats. ``--threads 1`` is recommended on a shared CPU: torch's extra threads slow small
@@ -35,6 +39,7 @@ import datetime  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -47,6 +52,7 @@ from benchmarks import (  # noqa: E402
     gpu,
     lazsl_overhead,
     main_job,
+    paper_smoke,
     report,
     scaling,
     sinkhorn_batched,
@@ -60,6 +66,8 @@ from lib.runtime.locations import REPO_ROOT, atomic_write  # noqa: E402
 
 FIGURES = "benchmarks"  # figures/<this>/<name>.png
 BUDGET_S = 600  # the whole default run, on 2 CPU cores
+GPU_BUDGET_S = 600  # the GPU check: timings and the paper smoke run together
+SMOKE_MARGIN_S = 120  # no notebook of the smoke run starts later than this before the GPU budget ends
 
 # the default (committed) configuration and the tiny smoke one; the FAIR and cache items use the demo
 # architecture with random weights (timing does not depend on the values, and no run waits for pretraining)
@@ -97,6 +105,10 @@ def parse(argv=None) -> argparse.Namespace:
                    help="also run the main job cold (fresh cache; longer than the 10-minute budget)")
     p.add_argument("--main-job-record", default=str(main_job.RECORD),
                    help="the main job's record to report without --main-job")
+    p.add_argument("--paper-check", action="store_true",
+                   help="run the GPU check (timings + paper smoke run) on --device even if it is not cuda (tests)")
+    p.add_argument("--no-smoke", action="store_true", help="the GPU check without the paper-profile smoke run")
+    p.add_argument("--smoke-out", default=None, help="where the smoke run's outputs go (default: a temporary folder)")
     args = p.parse_args(argv)
     if args.repeats < timing.MIN_REPEATS:
         p.error(f"--repeats must be at least {timing.MIN_REPEATS}: the table rests on medians of 5 or more")
@@ -293,6 +305,28 @@ def run_cpu(args, argv, start: float) -> Path:
 # The GPU run: items 2, 3 and 5 at paper scale
 
 
+def smoke_section(args, start: float) -> str:
+    """The paper-profile smoke run in what is left of the GPU budget, as a markdown section."""
+    head = ["## Paper-profile smoke run", ""]
+    if args.no_smoke:
+        return "\n".join(head + ["Not run (`--no-smoke`)."])
+    size = "cpu" if args.quick or torch.device(args.device).type != "cuda" else "cuda"
+    budget = max(0.0, GPU_BUDGET_S - SMOKE_MARGIN_S - (time.perf_counter() - start))
+    out = Path(args.smoke_out) if args.smoke_out else Path(tempfile.mkdtemp(prefix="paper-smoke-"))
+    try:
+        smoke_start = time.perf_counter()
+        results = paper_smoke.run(out, None, size, budget_s=budget)
+    except FileNotFoundError as err:
+        return "\n".join(head + [f"Not run: {err}"])
+    took = time.perf_counter() - smoke_start
+    print(paper_smoke.markdown(results, size))
+    ok = sum(r.status == "ok" for r in results)
+    return "\n".join(head + [f"Every notebook on `lib/runtime/profiles/paper.yaml` changed only in size "
+                             f"(`benchmarks.paper_smoke.SIZES[{size!r}]`), random weights, on {args.device}: "
+                             f"{ok} of {len(results)} notebooks ran without error in {seconds(took)} "
+                             f"(outputs: `{out}`).", "", paper_smoke.markdown(results, size)])
+
+
 def run_gpu(args, argv, start: float) -> Path | None:
     if not gpu.available(args.device):
         print(f"--device {args.device}: CUDA is not available on this machine (torch.cuda.is_available() is "
@@ -307,22 +341,27 @@ def run_gpu(args, argv, start: float) -> Path | None:
     res = gpu.run(args.device, args.repeats, args.quick, progress)
     bar.close()
     rows, absolute = gpu.rows(res), gpu.absolute(res)
-    elapsed = time.perf_counter() - start
     print("absolute per-sample times beside the papers':")
     gpu.print_absolute(absolute)
+    smoke = smoke_section(args, start)
+    elapsed = time.perf_counter() - start
     text = "\n".join([
         "# Benchmarks on a GPU (paper scale)", "",
-        "Generated by `python -m benchmarks --device cuda` (issue 8, item 8); not committed with the CPU table.", "",
+        "Generated by `python -m benchmarks --device cuda` (issue 8, item 8; issue 16, item 6); not committed with "
+        "the CPU table.", "",
         f"- command: `{command_line(argv)}`",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine(args.device)}",
-        f"- total runtime: {seconds(elapsed)}; medians of {args.repeats} interleaved repeats; ViT-B/32 with random "
-        "weights (timing does not depend on the values); see `benchmarks/gpu.py` for the scale of each item.", "",
+        f"- total runtime: {seconds(elapsed)} (budget {seconds(GPU_BUDGET_S)}); medians of {args.repeats} interleaved "
+        "repeats; ViT-B/32 with random weights (timing does not depend on the values); see `benchmarks/gpu.py` "
+        "for the scale of each item.", "",
         "## Absolute per-sample times beside the papers'", "", gpu.absolute_table(absolute), "",
         "## Ratios", "", report.table(rows), "", "## Absolute medians", "", report.sides_table(rows), "",
+        smoke, "",
     ])
-    path = write_text(Path(args.out) / "BENCHMARKS-cuda.md", text)
-    print(f"total runtime: {seconds(elapsed)}; wrote {path}")
+    name = "BENCHMARKS-cuda.md" if torch.device(args.device).type == "cuda" else f"BENCHMARKS-{args.device}-check.md"
+    path = write_text(Path(args.out) / name, text)
+    print(f"total runtime: {seconds(elapsed)} (budget {seconds(GPU_BUDGET_S)}); wrote {path}")
     return path
 
 
@@ -332,7 +371,7 @@ def main(argv=None, started: float | None = None) -> Path | None:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if torch.device(args.device).type == "cuda":
+    if torch.device(args.device).type == "cuda" or args.paper_check:
         return run_gpu(args, argv, start)
     return run_cpu(args, argv, start)
 

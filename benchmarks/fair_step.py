@@ -1,7 +1,9 @@
-"""FAIR's training step against a plain LayerNorm-tuning step on the same batch: what does FAIR cost?
+"""FAIR's training step against its floor on the same batch: what does FAIR cost beyond what it must?
 
-Goal (the FAIR issue; issue 8, item 5): FAIR step time / plain LN-tuning step time <= 1.5 at batch
-size 32.
+Goal (issue 18, replacing issue 8's "FAIR step <= 1.5 x a plain LN step", which ignored that Algorithm
+1 pseudo-labels every batch with the current encoder over N + 1 views): FAIR step time / (plain
+LN-tuning step + the no-grad encoder pass over the weak view and its N crops) <= 1.1 at batch size 32.
+FAIR step / plain LN step is still reported, without a goal.
 
 * FAIR step = ``lib.methods.fair.Trainer.step`` with a default ``FairConfig`` (Alg. 1 lines 15-31): the weak
   view and its N = 16 crops through the encoder without gradient, LAS with [CLS] weights and the
@@ -12,7 +14,10 @@ size 32.
   them; the same strong batch forward, cross-entropy of cos(features, Z*) / tau against fixed labels
   (the batch's true labels), backward, AdamW step. No pseudo-labelling, no regulariser.
 
-ratio = median(FAIR step) / median(plain step). Both steps run on the same device, inputs already on
+* Encoding floor = ``models.encoder_tokens`` of the visual tower over the weak views and their N crops
+  (cut once, beforehand), without gradient: the pass Algorithm 1 cannot avoid.
+
+ratio = median(FAIR step) / (median(plain step) + median(encoding floor)). The sides run on the same device, inputs already on
 it, ``repeats`` times each, interleaved (the order alternates every repeat), after ``warmup`` untimed
 steps of each (two by default: the first CPU steps pay oneDNN's set-up); medians are reported. The
 FAIR step is also split, inside the same timed call, into pseudo-labelling (the
@@ -53,7 +58,7 @@ from lib.data.resolve import demo_dataset
 from lib.methods import fair
 from lib.models import tuning
 
-GOAL = Goal("<=", 1.5)
+GOAL = Goal("<=", 1.1)
 _pretrained = timing.pretrained_tag
 
 
@@ -146,19 +151,28 @@ def run(model: str = "demo-tiny-vit", pretrained: str | None = "demo", batch: in
     def plain_step():
         return plain.step(strong, labels)
 
+    views = torch.cat([weak, fair.cut_crops(weak, fair.crop_boxes(indices, weak.shape[-1], config, 0).to(device))])
+
+    def encode_views():
+        with torch.no_grad():
+            return models.encoder_tokens(trainer.visual, views)
+
     for _ in range(warmup):  # the first steps on CPU pay oneDNN's set-up for each new input shape
-        fair_step(), plain_step()
-    t_fair, t_plain, t_pl = [], [], []
+        fair_step(), plain_step(), encode_views()
+    t_fair, t_plain, t_pl, t_enc = [], [], [], []
+    sides = ("fair", "plain", "encode")
     for r in range(repeats):
-        order = ("fair", "plain") if r % 2 == 0 else ("plain", "fair")
-        for side in order:
+        for side in sides[r % 3:] + sides[:r % 3]:  # the order rotates every repeat
             if side == "fair":
                 with _timing_pseudo_labels(t_pl, device):
                     t_fair.append(timing.timed(fair_step, device)[0])
-            else:
+            elif side == "plain":
                 t_plain.append(timing.timed(plain_step, device)[0])
+            else:
+                t_enc.append(timing.timed(encode_views, device)[0])
     rest = [f - p for f, p in zip(t_fair, t_pl)]
     med_fair, med_plain = statistics.median(t_fair), statistics.median(t_plain)
+    med_enc = statistics.median(t_enc)
     med_pl, med_rest = statistics.median(t_pl), statistics.median(rest)
     return {
         "model": model, "pretrained": _pretrained(pretrained), "device": device, "batch": batch,
@@ -167,28 +181,30 @@ def run(model: str = "demo-tiny-vit", pretrained: str | None = "demo", batch: in
         "torch_threads": torch.get_num_threads(),
         # encoder views per image: weak + N crops without gradient, strong with; plain: strong only
         "views_no_grad": 1 + config.n_crops, "views_grad": 1,
-        "fair_step_s": med_fair, "plain_step_s": med_plain,
-        "pseudo_labels_s": med_pl, "rest_s": med_rest,
+        "fair_step_s": med_fair, "plain_step_s": med_plain, "encode_views_s": med_enc,
+        "floor_s": med_plain + med_enc, "pseudo_labels_s": med_pl, "rest_s": med_rest,
         "pseudo_label_share": statistics.median([p / f for p, f in zip(t_pl, t_fair)]),
         "rest_over_plain": med_rest / med_plain,
-        "ratio": med_fair / med_plain, "goal": str(GOAL),
+        "ratio_to_plain": med_fair / med_plain,
+        "ratio": med_fair / (med_plain + med_enc), "goal": str(GOAL),
     }
 
 
 def rows(r: dict, item: str = "5b") -> list[Row]:
-    """The table row: FAIR step / plain LN step, with what the FAIR step spends its time on."""
+    """The table row: FAIR step / its floor (plain LN step + no-grad encoding of its views), with what the
+    FAIR step spends its time on and the old ratio to the plain step alone."""
     notes = (f"{r['model']} ({'random weights' if r['pretrained'] is None else r['pretrained']}, "
-             f"{r['image_size']} px), batch {r['batch']}; pseudo-labelling (no-grad encoder pass over "
-             f"{r['views_no_grad']} views per image, LAS, gamma) is {r['pseudo_label_share']:.0%} of the FAIR step; "
-             f"the rest (strong view forward with gradient, losses, backward, AdamW) is "
-             f"{fmt(r['rest_over_plain'])}x the plain step")
-    if GOAL.met(r["ratio"]) is False:
-        notes += (f". Missed: the no-grad pass over {r['views_no_grad']} views per image dominates, against "
-                  f"{r['views_grad']} view with gradient in the plain step")
-    return [Row(item, f"FAIR training step / plain LayerNorm-tuning step (batch {r['batch']})", r["ratio"], GOAL,
-                notes, unit="", sides=[("FAIR step (Trainer.step)", r["fair_step_s"]),
-                                       ("  of which pseudo-labelling", r["pseudo_labels_s"]),
-                                       ("plain LN step", r["plain_step_s"])])]
+             f"{r['image_size']} px), batch {r['batch']}; floor = plain LN step + the no-grad encoder pass over "
+             f"{r['views_no_grad']} views per image; pseudo-labelling (that pass plus crop cutting, LAS, gamma) is "
+             f"{r['pseudo_label_share']:.0%} of the FAIR step; the rest (strong view forward with gradient, losses, "
+             f"backward, AdamW) is {fmt(r['rest_over_plain'])}x the plain step; FAIR / plain step alone: "
+             f"{fmt(r['ratio_to_plain'])}x")
+    return [Row(item, f"FAIR training step / (plain LN step + no-grad encoding of its N + 1 views), batch {r['batch']}",
+                r["ratio"], GOAL, notes, unit="",
+                sides=[("FAIR step (Trainer.step)", r["fair_step_s"]),
+                       ("  of which pseudo-labelling", r["pseudo_labels_s"]),
+                       ("plain LN step", r["plain_step_s"]),
+                       ("no-grad encoding of the N + 1 views", r["encode_views_s"])])]
 
 
 def run_from_arguments(run_fn, doc: str, argv: list[str] | None, warmup: int) -> dict:
@@ -219,8 +235,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  rest (strong fwd, loss, bwd, update): {r['rest_s'] * 1e3:9.1f} ms "
           f"({r['rest_over_plain']:.2f}x the plain step)")
     print(f"plain LN step ({r['views_grad']} view/image with grad):     {r['plain_step_s'] * 1e3:9.1f} ms")
+    print(f"no-grad encoding of the {r['views_no_grad']} views/image:     {r['encode_views_s'] * 1e3:9.1f} ms")
     verdict = "meets" if GOAL.met(r["ratio"]) else "misses"
-    print(f"ratio FAIR / plain: {r['ratio']:.2f} ({verdict} the goal {GOAL})")
+    print(f"ratio FAIR / (plain + encoding): {r['ratio']:.2f} ({verdict} the goal {GOAL}); "
+          f"FAIR / plain alone: {r['ratio_to_plain']:.2f}")
     return r
 
 

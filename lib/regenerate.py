@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             profile = parameters.get("profile", args.profile)
             in_place = profile == DEFAULT_PROFILE and not parameters and args.out is None
-            out = None if in_place else (args.out or args.runs / profile)
+            out = None if in_place else (args.out or args.runs / Path(profile).stem)  # a profile file: its name
             if not in_place:
                 parameters = {**({"profile": profile} if profile != DEFAULT_PROFILE else {}), **parameters,
                               "figures_root": str(out / "figures")}

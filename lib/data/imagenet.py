@@ -137,7 +137,8 @@ class ImageNetVariantDataset(ImageListDataset):
     ImageNetA and ImageNetR keep the classes whose folders are present, in ImageNet's order and
     relabelled 0..K-1 (never a hard-coded 200-class list). ``imagenet_indices`` (LongTensor, K) is
     the ImageNet index of each label: score with a K-way classifier built from ``classnames``, or
-    take ``logits_1000[:, ds.imagenet_indices]`` from a 1000-way one. The fingerprint hashes
+    take ``logits_1000[:, ds.imagenet_indices]`` from a 1000-way one; ``parent_classnames`` are ImageNet's
+    names in label order (what a descriptor file read by key order follows). The fingerprint hashes
     classnames.txt and the image paths relative to the variant's folder.
     """
 
@@ -184,3 +185,4 @@ class ImageNetVariantDataset(ImageListDataset):
         super().__init__(name, split, [wnid_names[wnids[i]] for i in kept], paths, labels,
                          _digest({"layout": "coop", "dataset": name, "split": split}, raw, relative))
         self.imagenet_indices = torch.as_tensor(kept, dtype=torch.long)
+        self.parent_classnames = [wnid_names[w] for w in wnids]

@@ -67,6 +67,9 @@ class Subset(torch.utils.data.Dataset):
         self.labels = dataset.labels[torch.from_numpy(self.indices)]
         if hasattr(dataset, "boxes"):
             self.boxes = dataset.boxes[torch.from_numpy(self.indices)]
+        for same in ("imagenet_indices", "parent_classnames"):  # the label space, for descriptor files by order
+            if hasattr(dataset, same):
+                setattr(self, same, getattr(dataset, same))
         self.fingerprint = hashlib.sha256(
             f"{dataset.fingerprint}:{self.indices.tolist()}".encode()).hexdigest()
 

@@ -17,10 +17,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib.data import demo_world
+from lib.data import DEMO_PREFIX, demo_world
 from lib.features import cache as feature_cache
 from lib.features import crops as crop_sampler
-from lib.features.text import class_embeddings, description_features, descriptor_entry, descriptor_sentences, templates
+from lib.features.text import (
+    DescriptorFile,
+    DescriptorFileMissing,
+    class_embeddings,
+    description_features,
+    descriptor_file,
+    label_space,
+    templates,
+)
 from lib.methods import metrics, scoring
 from lib.models import ModelHandle, encode_images
 from lib.report.outputs import headline_numbers
@@ -40,28 +48,38 @@ class Inputs:
     desc: torch.Tensor | None = None  # (C, M, d)
     mask: torch.Tensor | None = None  # (C, M)
     crops: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)  # crop seed -> crop features
+    descriptors: DescriptorFile | None = None  # the file desc was read from, paired with the classes
+    left_out: str | None = None  # why there are no descriptions (the descriptor methods are left out)
 
     def to(self, device: str | torch.device) -> "Inputs":
         """The same features on ``device`` (scoring runs where the profile's model runs; the cache
         keeps them on the CPU)."""
         move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
         return Inputs(self.labels, move(self.img), move(self.txt), move(self.single), move(self.desc),
-                      move(self.mask), {s: {k: move(v) for k, v in c.items()} for s, c in self.crops.items()})
+                      move(self.mask), {s: {k: move(v) for k, v in c.items()} for s, c in self.crops.items()},
+                      self.descriptors, self.left_out)
 
 
 def gather_inputs(handle: ModelHandle, dataset, cfg: dict, cache: feature_cache.FeatureCache, *,
                   seeds: Sequence[int] = (), spec: crop_sampler.CropSpec | None = None,
                   data_root: str | Path | None = None) -> Inputs:
-    """Global, text, description and (for each crop seed) crop features of ``dataset`` under ``cfg``."""
+    """Global, text, description and (for each crop seed) crop features of ``dataset`` under ``cfg``.
+
+    Descriptions come from the file the profile's ``descriptors`` entry names; where it names none, or
+    the file is not there, the descriptor methods are left out and ``left_out`` says why. A file that
+    does not fit the classes is an error (``lib.features.descriptors``)."""
     inputs = Inputs(
         labels=dataset.labels,
         img=feature_cache.image_features(handle, dataset, cache=cache, batch_size=cfg["batch_size"]),
         txt=class_embeddings(handle, dataset.classnames, templates(cfg["templates"]), cache),
         single=class_embeddings(handle, dataset.classnames, (cfg["class_prompt"],), cache),
     )
-    if cfg.get("descriptors") is not None and descriptor_entry(dataset.name, cfg["descriptors"]) is not None:
-        sentences = descriptor_sentences(dataset.name, dataset.classnames, cfg["descriptors"], data_root)
-        inputs.desc, inputs.mask = description_features(handle, sentences, cache)
+    try:
+        inputs.descriptors = descriptor_file(dataset.name, dataset.classnames, cfg.get("descriptors") or {}, data_root,
+                                             label_space(dataset))
+        inputs.desc, inputs.mask = description_features(handle, inputs.descriptors.sentences, cache)
+    except DescriptorFileMissing as missing:
+        inputs.left_out = f"{missing}: CuPL, DCLIP, WCA and LaZSL are left out"
     spec = spec or crop_spec(cfg)
     for seed in seeds:
         inputs.crops[seed] = crop_sampler.crop_features(
@@ -198,7 +216,25 @@ def alpha_curve(handle: ModelHandle, dataset, inputs: Inputs, alphas: Sequence[f
     return pd.DataFrame(rows)
 
 
-def inference_cost(cfg: dict, n_classes: int, n_descriptions: int) -> pd.DataFrame:
+def descriptor_notes(inputs_by_dataset: dict[str, Inputs]) -> list[str]:
+    """For each dataset: how its descriptor file was paired with its classes (the pairs read by key
+    order, or renamed, listed), or why its descriptor methods are left out."""
+    notes = []
+    for name, inputs in inputs_by_dataset.items():
+        if inputs.left_out is not None:
+            notes.append(f"{name}: {inputs.left_out}")
+        elif inputs.descriptors is not None and (inputs.descriptors.match == "order"
+                                                 or any(h != "case" for h in inputs.descriptors.how)):
+            notes.append(f"{name}: {inputs.descriptors.describe()}")
+    return notes
+
+
+def with_descriptions(inputs_by_dataset: dict[str, Inputs]) -> list[str]:
+    """The datasets whose descriptions are present (what the sweeps and the transport figure need)."""
+    return [name for name, inputs in inputs_by_dataset.items() if inputs.desc is not None]
+
+
+def inference_cost(cfg: dict, n_classes: int, n_descriptions: int | None) -> pd.DataFrame:
     """What each method computes per image: encoder views, image-text similarities, OT problems.
 
     Text-side work (template and description embeddings, WCA's description weights) is done once per
@@ -206,18 +242,25 @@ def inference_cost(cfg: dict, n_classes: int, n_descriptions: int) -> pd.DataFra
     (official code), so it needs C image-text similarities; LaZSL compares every view with every
     description and solves one N x M transport problem per class.
     """
-    n = cfg["n_crops"]
+    n, m = cfg["n_crops"], n_descriptions or 0
     rows = {
         "CLIP (templates)": (1, n_classes, 0),
         "CLIP (single)": (1, n_classes, 0),
         "CuPL": (1, n_classes, 0),
-        "DCLIP": (1, n_classes * n_descriptions, 0),
+        "DCLIP": (1, n_classes * m, 0),
         "WCA": (n + 1, n_classes, 0),
-        "LaZSL": (n + 1, (n + 1) * n_classes * n_descriptions, n_classes),
+        "LaZSL": (n + 1, (n + 1) * n_classes * m, n_classes),
     }
+    if n_descriptions is None:  # no descriptions: only the methods that need none
+        rows = {m: r for m, r in rows.items() if not ZERO_SHOT_METHODS[m][0]}
     table = pd.DataFrame(rows, index=["encoder views", "image-text similarities", "OT problems"]).T
     table.index.name = "method"
     return table
+
+
+def text_sizes(inputs: Inputs) -> tuple[int, int | None]:
+    """(classes, descriptions per class or None) of a dataset's inputs, for ``inference_cost``."""
+    return len(inputs.txt), (inputs.desc.shape[1] if inputs.desc is not None else None)
 
 
 def time_methods(handle: ModelHandle, dataset, inputs: Inputs, cfg: dict, n_images: int = 32,
@@ -279,6 +322,32 @@ def transport_examples(inputs: Inputs, cfg: dict, indices: Sequence[int], seed: 
     return out
 
 
+def shift_knobs(names: Sequence[str], prefix: str = DEMO_PREFIX) -> list[tuple[str, str]]:
+    """(domain, knob) of each demo-world domain that ``names`` (the profile's ``shift_datasets``) shifts
+    with a knob, as in ``demo-clutter@clutter=1.0``, in order: the curves the shift table is read by.
+    Real datasets have no knob, so a profile without demo domains draws none."""
+    out = []
+    for name in names:
+        base, _, knobs = name.partition("@")
+        if base.startswith(prefix):
+            for item in filter(None, knobs.split(",")):
+                pair = (base[len(prefix):], item.partition("=")[0])
+                if pair not in out:
+                    out.append(pair)
+    return out
+
+
+def shift_curves(handle: ModelHandle, cfg: dict, values: Sequence[float], cache: feature_cache.FeatureCache
+                 ) -> pd.DataFrame:
+    """``shift_curve`` for every (domain, knob) of ``shift_knobs(cfg["shift_datasets"])``; empty (no
+    encoding at all) when the profile shifts no demo domain."""
+    pairs = shift_knobs(cfg["shift_datasets"])
+    if not pairs:
+        return pd.DataFrame(columns=["domain", "knob", "strength", "accuracy"])
+    return pd.concat([shift_curve(handle, domain, knob, values, templates(cfg["templates"]), cache, cfg["seed"],
+                                  cfg["demo_test_size"]) for domain, knob in pairs])
+
+
 def shift_curve(handle: ModelHandle, domain: str, knob: str, values: Sequence[float], template_set: Sequence[str],
                 cache: feature_cache.FeatureCache, seed: int = 0, demo_size: int | None = None,
                 batch_size: int = 256) -> pd.DataFrame:
@@ -297,6 +366,8 @@ def description_spread(inputs: Inputs) -> pd.Series:
     """Mean cosine between descriptions of the same class and between class means: how much the text
     tower tells a class's descriptions apart (1.0 = not at all)."""
     desc, mask = inputs.desc, inputs.mask
+    if desc is None:
+        return pd.Series({"within-class cosine": float("nan"), "between-class cosine": float("nan")})
     pair = mask[:, :, None] & mask[:, None, :] & ~torch.eye(mask.shape[1], dtype=torch.bool)
     within = torch.einsum("cmd,cnd->cmn", desc, desc)[pair]
     means = scoring.cupl_weights(desc, mask)

@@ -16,7 +16,7 @@ Every axis is optional (left out: the profile's value, not varied). A cell's dat
 notebook's ``datasets`` parameter (``targets`` for the few-shot notebook), a backbone's keys to the
 notebook's parameters of those names (``model``, ``pretrained``, ...), a seed to ``seed``. Each cell
 writes ``<out>/<cell>/<notebook>.ipynb`` and ``<out>/<cell>/figures/``; ``gather`` reads every cell's
-``headline.json`` into ``<out>/results.csv`` (one row per cell and headline number) and
+``headline.json`` and ``headline_real_datasets.json`` into ``<out>/results.csv`` (one row per cell and headline number) and
 ``<out>/results.md`` (mean ± std over seeds, one column per dataset and backbone).
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ from lib.jobs.cluster import kernel_env
 from lib.jobs.tasks import Task, TaskResult, declared_parameters
 from lib.runtime.locations import atomic_write
 
+HEADLINES = ("headline", "headline_real_datasets")  # lib.report.outputs: the demo world's and real datasets' numbers
 DATASET_PARAMETERS = ("datasets", "targets")  # where a notebook takes its datasets, in order of preference
 KNOWN_KEYS = {"name", "profile", "notebooks", "parameters", "datasets", "backbones", "seeds"}
 
@@ -135,11 +136,13 @@ def gather(grid: Grid, grid_tasks: list[Task], results: list[TaskResult], out: P
         if result.status == "failed":
             failed.append(f"- {task.name}: {result.error}")
             continue
-        headline = task.figures / task.notebook.stem / "headline.json"
-        if not headline.is_file():
+        folder = task.figures / task.notebook.stem
+        headlines = [folder / f"{name}.json" for name in HEADLINES if (folder / f"{name}.json").is_file()]
+        if not headlines:
             failed.append(f"- {task.name}: wrote no headline.json")
             continue
-        for metric, value in json.loads(headline.read_text()).items():
+        numbers = {k: v for path in headlines for k, v in json.loads(path.read_text()).items()}
+        for metric, value in numbers.items():
             rows.append({"notebook": task.notebook.stem, "dataset": dataset or "(profile)",
                          "backbone": cell_name(None, backbone, None) if backbone else "(profile)",
                          "seed": seed if seed is not None else "(profile)", "metric": metric, "value": value})

@@ -7,6 +7,13 @@
 * ``None``: random weights (timings, tests);
 * ``"demo"``: the tiny demo-world model that ``lib.models.pretrain`` trains on CPU and caches.
 
+The activation follows the weights: a pretrained tag whose open_clip registry entry says
+``quick_gelu`` (every ``openai`` tag, and e.g. MetaCLIP's and DFN's) builds the architecture with
+QuickGELU, the activation those weights were trained with. open_clip's ``ViT-B-32`` config uses
+``nn.GELU`` and only warns about the mismatch ("QuickGELU mismatch", ``open_clip.factory``);
+``quick_gelu_for`` reads the registry offline. A local checkpoint carries no such record: load OpenAI
+weights saved to a file under the ``-quickgelu`` architecture name (``ViT-B-32-quickgelu``).
+
 The demo architecture ``demo-tiny-vit`` ships as an open_clip config (``lib.models.architectures``).
 ``lib.models.encoding`` turns a handle's model into features.
 """
@@ -47,12 +54,21 @@ class ModelHandle:
     pretrained: str | None
     device: torch.device
     encode_calls: int = field(default=0)
+    quick_gelu: bool = False  # forced by the pretrained tag (``quick_gelu_for``) over the architecture's config
+
+    @property
+    def config(self) -> dict:
+        """The open_clip architecture config the model was built from (QuickGELU forced where it was)."""
+        config = dict(open_clip.get_model_config(self.name) or {})
+        if self.quick_gelu:
+            config["quick_gelu"] = True
+        return config
 
     @cached_property
     def fingerprint(self) -> str:
-        """Content hash of the architecture config, every weight and the preprocessing."""
+        """Content hash of the architecture config (activation included), every weight and the preprocessing."""
         h = hashlib.sha256()
-        h.update(json.dumps(open_clip.get_model_config(self.name), sort_keys=True).encode())
+        h.update(json.dumps(self.config, sort_keys=True).encode())
         h.update(repr(self.preprocess).encode())
         for key, tensor in sorted(self.model.state_dict().items()):
             h.update(key.encode())
@@ -99,12 +115,23 @@ def _resolve_pretrained(name: str, pretrained: str | None) -> str | None:
     return pretrained
 
 
+def quick_gelu_for(name: str, pretrained: str | None) -> bool:
+    """Whether open_clip's pretrained registry says the weights of tag ``pretrained`` need QuickGELU
+    (``open_clip.get_pretrained_cfg(name, tag)["quick_gelu"]``; offline). False for random weights,
+    the demo model and local checkpoints (see the module doc)."""
+    if not pretrained or not open_clip.is_pretrained_cfg(name, pretrained):
+        return False
+    return bool(open_clip.get_pretrained_cfg(name, pretrained).get("quick_gelu", False))
+
+
 def load_model(name: str, pretrained: str | None = None, device: str | torch.device = "cpu") -> ModelHandle:
     """Load an open_clip model (architecture ``name``) with weights ``pretrained``; see the module doc."""
     _check_name(name)
     weights = _resolve_pretrained(name, pretrained)
+    quick = quick_gelu_for(name, weights) and not (open_clip.get_model_config(name) or {}).get("quick_gelu", False)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights, device=device,
+                                                                     force_quick_gelu=quick)
     except Exception as err:
         if weights is None or not Path(weights).is_file() or isinstance(err, torch.OutOfMemoryError):
             raise
@@ -123,7 +150,8 @@ def load_model(name: str, pretrained: str | None = None, device: str | torch.dev
                              f"({type(err).__name__}: {first}); expected a state dict saved from an open_clip "
                              "model (a truncated download?)") from err
     model.eval()
-    return ModelHandle(model, preprocess, open_clip.get_tokenizer(name), name, pretrained, torch.device(device))
+    return ModelHandle(model, preprocess, open_clip.get_tokenizer(name), name, pretrained, torch.device(device),
+                       quick_gelu=quick)
 
 
 # --------------------------------------------------------------------------------------------------

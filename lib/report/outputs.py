@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Callable
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -59,12 +60,16 @@ def headline_numbers(values: pd.Series, *prefix, digits: int | None = None) -> d
     return out
 
 
-def save_headline(numbers: dict, notebook: str, root=None) -> Path:
+HEADLINE = "headline"  # <name>.json: the demo world's numbers (or all of them, where nothing tells them apart)
+REAL_HEADLINE = "headline_real_datasets"  # <name>.json: the numbers of datasets that need DATA_ROOT
+
+
+def save_headline(numbers: dict, notebook: str, root=None, name: str = HEADLINE) -> Path:
     """The notebook's headline numbers (``headline.json``), asserted by tests against the committed copy."""
     for key, value in numbers.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise ValueError(f"headline {key!r} must be a finite number, got {value!r}")
-    path = _target(notebook, "headline", ".json", root)
+    path = _target(notebook, name, ".json", root)
     text = json.dumps({k: round(float(v), 4) for k, v in sorted(numbers.items())}, indent=1) + "\n"
     return atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -74,15 +79,19 @@ def close(fig) -> None:
 
 
 class Saver:
-    """``save_*`` bound to one notebook and root; tables with a ``dataset`` index level are split.
+    """``save_*`` bound to one notebook and root; tables and headline numbers are split by dataset.
 
     Demo-world rows (datasets named ``demo-...``) go to ``<name>.csv``, the rest (real datasets, present
     only where ``DATA_ROOT`` has them) to ``<name>_real_datasets.csv``, so the committed demo outputs
-    are the same with and without ``DATA_ROOT``.
+    are the same with and without ``DATA_ROOT``. Headline numbers split the same way: a key with a
+    part that ``is_real`` calls a real dataset goes to ``headline_real_datasets.json``, the others to
+    ``headline.json``; a file with no numbers this run is left as it is (a run without ``DATA_ROOT``
+    keeps the real-data numbers of the last run with it). Without ``is_real`` every number goes to
+    ``headline.json``.
     """
 
-    def __init__(self, notebook: str, root=None, demo_prefix: str = "demo-"):
-        self.notebook, self.root, self.demo_prefix = notebook, root, demo_prefix
+    def __init__(self, notebook: str, root=None, demo_prefix: str = "demo-", is_real: Callable[[str], bool] | None = None):
+        self.notebook, self.root, self.demo_prefix, self.is_real = notebook, root, demo_prefix, is_real
 
     def figure(self, fig, name: str) -> Path:
         path = save_figure(fig, self.notebook, name, self.root)
@@ -99,5 +108,12 @@ class Saver:
                 paths.append(save_table(part, self.notebook, name + suffix, self.root, float_format))
         return paths
 
-    def headline(self, numbers: dict) -> Path:
-        return save_headline(numbers, self.notebook, self.root)
+    def headline(self, numbers: dict) -> list[Path]:
+        real = {k: v for k, v in numbers.items()
+                if self.is_real is not None and any(self.is_real(part) for part in k.split(KEY_SEPARATOR))}
+        demo = {k: v for k, v in numbers.items() if k not in real}
+        paths = []
+        for part, name in ((demo, HEADLINE), (real, REAL_HEADLINE)):
+            if part or (name == HEADLINE and not real):
+                paths.append(save_headline(part, self.notebook, self.root, name))
+        return paths

@@ -4,7 +4,9 @@
 ``paper`` (GPU, the papers' backbones and datasets). A notebook's parameters override its profile by
 one rule (``apply``): an empty parameter (None, "", [] or {}) keeps the profile's value, anything else
 replaces it; a dotted name (``fair.focus``, ``fair.config.epochs``) sets a key inside a block. A
-profile is never a code branch: code reads the resolved values, never the profile's name.
+profile is never a code branch: code reads the resolved values, never the profile's name. A profile
+may also be a YAML file of your own, named by its path (``profile="/path/mine.yaml"``): the same keys,
+checked the same way (the paper-profile smoke runs write the paper profile at a smaller size so).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "theta": (float, int),
     "eps": (float, int),
     "crop_seeds": (list,),
+    "timing_images": (int,),  # images per method in notebook 01's wall-clock timing
     "sweep_dataset": (str,),  # one of `datasets`: sensitivity sweeps, timing, interpretability
     "sweep_size": (int, type(None)),  # images per sweep set (theta, alpha, seeds); null: all
     "shift_datasets": (list,),  # distribution-shift table (LaZSL Table 2 / demo shifted domains)
@@ -94,11 +97,23 @@ def apply(settings: dict, parameters: dict, source: str = "notebook parameter") 
     return out
 
 
-def load(name: str = "demo", **overrides) -> dict:
-    """The resolved settings of profile ``name`` with ``overrides`` applied (``apply``'s rule)."""
+def path_of(name: str) -> Path:
+    """The YAML file of profile ``name``: ``profiles/<name>.yaml``, or ``name`` itself when it is a path
+    to a ``.yaml`` file."""
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ProfileError(f"profile file not found: {path}")
+        return path
     path = PROFILE_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise ProfileError(f"unknown profile {name!r}; available: {available()}")
+        raise ProfileError(f"unknown profile {name!r}; available: {available()} (or the path of a .yaml file)")
+    return path
+
+
+def load(name: str = "demo", **overrides) -> dict:
+    """The resolved settings of profile ``name`` with ``overrides`` applied (``apply``'s rule)."""
+    path = path_of(name)
     settings = yaml.safe_load(path.read_text())
     for key, value in settings.items():
         _check(key, value, str(path))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 
 import pytest
 import torch
@@ -132,3 +133,35 @@ def test_cold_main_job_runs_regenerate_and_reads_its_record(tmp_path):
     assert record["returncode"] == 0 and [t["task"] for t in record["tasks"]] == ["01_tiny"]
     wall, memory = main_job.rows(record)
     assert wall.ratio > 0 and memory.ratio > 0 and "cold run" in wall.notes
+
+
+def test_the_gpu_check_runs_timings_and_the_paper_smoke_run(tmp_path, monkeypatch, one_thread):
+    """``python -m benchmarks --device cuda`` at smoke scale on the CPU (``--paper-check``): the timings,
+    then the paper-profile smoke run in what is left of the 10 minutes (stubbed here: the real one is
+    tests/test_paper_profile.py), both in the report."""
+    from benchmarks import paper_smoke
+    from lib.jobs.tasks import TaskResult
+
+    calls = []
+
+    def fake_run(out, data_root, size, budget_s=None):
+        calls.append((size, budget_s))
+        return [TaskResult("01_zero_shot_tables", "ok", 12.0, str(out)),
+                TaskResult("02_fair_ablations", "failed", 3.0, "", "cell 4 (names, skipped = ...): KeyError: 'x'")]
+
+    monkeypatch.setattr(paper_smoke, "run", fake_run)
+    path = runner.main(["--device", "cpu", "--paper-check", "--quick", "--out", str(tmp_path)])
+    text = path.read_text()
+    assert path.name == "BENCHMARKS-cpu-check.md" and "## Ratios" in text and "## Paper-profile smoke run" in text
+    assert "1 of 2 notebooks ran without error" in text and "| 02_fair_ablations | failed | 3 | — | cell 4" in text
+    assert calls[0][0] == "cpu" and 0 < calls[0][1] < runner.GPU_BUDGET_S - runner.SMOKE_MARGIN_S
+
+
+def test_the_smoke_run_without_data_says_it_was_not_run(tmp_path, monkeypatch):
+    from benchmarks import paper_smoke
+
+    monkeypatch.delenv("DATA_ROOT", raising=False)
+    with pytest.raises(FileNotFoundError, match="needs the EuroSAT subset and the descriptor files under DATA_ROOT"):
+        paper_smoke.run(tmp_path, None, "cpu")
+    args = runner.parse(["--device", "cpu", "--paper-check", "--smoke-out", str(tmp_path)])
+    assert "Not run: the paper smoke run needs" in runner.smoke_section(args, time.perf_counter())

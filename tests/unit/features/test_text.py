@@ -32,8 +32,10 @@ def test_templates():
     ("often found in savannas", "giraffe, which often found in savannas"),
     ("can be tall", "giraffe, which can be tall"),
     ("brown patches", "giraffe, which has brown patches"),
-    ("angular head", "giraffe, which has angular head"),  # starts with "a" but not the word "a"
-    ("", "giraffe"),
+    # the official code tests string prefixes, not words (make_descriptor_sentence): followed as it is
+    ("angular head", "giraffe, which is angular head"),
+    ("canopy", "giraffe, which canopy"),
+    ("", "giraffe, which has "),
 ])
 def test_dclip_sentence_rules(descriptor, sentence):
     assert text_side.dclip_sentence("giraffe", descriptor) == sentence
@@ -44,8 +46,9 @@ def test_cupl_and_dclip_files_come_back_in_dataset_order(tmp_path):
     path = _write(tmp_path, {"dog": ["has a tail", "a pet"], "Cat": ["whiskers"], "sea_lion": []})
     classes = ["Sea Lion", "cat", "dog"]
     assert text_side.load_descriptors(path, classes) == [[""], ["whiskers"], ["has a tail", "a pet"]]
+    # DCLIP's sentences name the class as its file key does (the official code's wordify(key))
     assert text_side.load_descriptors(path, classes, "dclip") == [
-        ["Sea Lion"], ["cat, which has whiskers"], ["dog, which has a tail", "dog, which is a pet"]]
+        ["sea lion, which has "], ["Cat, which has whiskers"], ["dog, which has a tail", "dog, which is a pet"]]
 
 
 def test_descriptor_errors_name_file_and_class(tmp_path):

@@ -60,3 +60,22 @@ def test_headline_keys_have_one_format():
     out = outputs.headline_numbers(values, "table3", digits=1)
     assert out == {"table3 | FAIR w/o LAS | demo-colour": 1.2, "table3 | FAIR | eurosat": 3.0}
     assert outputs.headline_key("a", 5, "b") == "a | 5 | b"
+
+
+def test_headline_numbers_of_real_datasets_go_to_their_own_file(tmp_path):
+    """A run without DATA_ROOT writes the demo world's numbers and leaves the real datasets' file as the
+    last run with DATA_ROOT left it (issue 16: the main command must not delete committed results)."""
+    is_real = {"eurosat", "EuroSAT"}.__contains__
+    save = outputs.Saver("nb", tmp_path, is_real=is_real)
+    both = {"main | CLIP | demo-clean": 90.0, "main | CLIP | eurosat": 11.5, "localisation | LayerNorm | [CLS]": 0.5}
+    paths = save.headline(both)
+    assert [p.name for p in paths] == ["headline.json", "headline_real_datasets.json"]
+    assert json.loads(paths[0].read_text()) == {"localisation | LayerNorm | [CLS]": 0.5, "main | CLIP | demo-clean": 90.0}
+    assert json.loads(paths[1].read_text()) == {"main | CLIP | eurosat": 11.5}
+    real_bytes = paths[1].read_bytes()
+    again = save.headline({k: v for k, v in both.items() if "eurosat" not in k})  # a run without DATA_ROOT
+    assert [p.name for p in again] == ["headline.json"] and paths[1].read_bytes() == real_bytes
+    assert json.loads(paths[0].read_text()) == {"localisation | LayerNorm | [CLS]": 0.5, "main | CLIP | demo-clean": 90.0}
+    only_real = outputs.Saver("paper", tmp_path, is_real=is_real).headline({"main | CLIP | EuroSAT": 40.0})
+    assert [p.name for p in only_real] == ["headline_real_datasets.json"]  # a paper-profile run: no empty headline.json
+    assert [p.name for p in outputs.Saver("plain", tmp_path).headline(both)] == ["headline.json"]

@@ -1,0 +1,82 @@
+"""The paper profile end to end, on the CPU (issue 16, item 5): every notebook on ``paper.yaml`` changed
+only in size (``benchmarks.paper_smoke.SIZES["cpu"]``: two test images per class of the EuroSAT subset,
+two crops, one epoch, two episodes), each notebook's own backbone (open_clip ViT-B-16 and ViT-B-32 with
+random weights saved as local checkpoints) and the official descriptor files under ``DATA_ROOT``.
+A notebook passes when no cell raises; the summary names the failing cell otherwise.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from benchmarks import paper_smoke
+from lib.jobs.tasks import notebooks
+from lib.runtime import profiles
+
+# Failures on this branch that belong to the notebooks' own engineers (issue 16, items 4 and 7): strict,
+# so the test fails as soon as one is fixed and its mark must go. Remove this table when they merge.
+OWNED_ELSEWHERE = {
+    "02_fair_ablations": "cell 4: FAIR's text side reads fair.descriptors ('*': descriptors/cupl/{name}.json), and "
+                         "CuPL released no EuroSAT file: DescriptorFileMissing (FAIR's item 4/7)",
+    "03_cdfsl_attention_maps": "cell 5: the settings table lists the demo targets only; with none (the paper "
+                               "profile) DataFrame([]).set_index('target') raises KeyError (CDFSL's item 7)",
+    "04_tsne_confusion": "cell 2: FAIR's runs need the CuPL EuroSAT file that does not exist, as in notebook 02",
+}
+NOTEBOOKS = [pytest.param(p.stem, marks=pytest.mark.xfail(strict=True, reason=OWNED_ELSEWHERE[p.stem]))
+             if p.stem in OWNED_ELSEWHERE else p.stem for p in notebooks()]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = os.environ.get("DATA_ROOT")
+    if not root or not (Path(root) / "descriptors").is_dir():
+        pytest.skip("DATA_ROOT with the EuroSAT subset and descriptors/ is not set (CI sets it: ../shared/data)")
+    out = tmp_path_factory.mktemp("paper-smoke")
+    start = time.perf_counter()
+    results = paper_smoke.run(out, root, "cpu")
+    print(f"\npaper smoke run: {time.perf_counter() - start:.0f} s\n" + paper_smoke.markdown(results, "cpu"))
+    return out, {r.notebook: r for r in results}
+
+
+def test_the_smoke_profile_is_the_paper_profile_changed_only_in_size(smoke):
+    out, _ = smoke
+    smoke_cfg, paper = profiles.load(str(out / "paper-smoke.yaml")), profiles.load("paper")
+    weights = {"pretrained", "fair.pretrained", "cdfsl.pretrained"}  # random weights as local checkpoints
+    assert paper_smoke.changed_keys(smoke_cfg, paper) <= paper_smoke.SIZE_KEYS | weights
+    for key in weights:
+        assert Path(_setting(smoke_cfg, key)).is_file(), key
+    assert (smoke_cfg["model"], smoke_cfg["fair"]["model"], smoke_cfg["cdfsl"]["model"]) == ("ViT-B-16", "ViT-B-32", "ViT-B-16")
+    assert smoke_cfg["descriptors"] == paper["descriptors"]
+
+
+def _setting(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_notebook_runs_the_paper_profile(smoke, name):
+    _, results = smoke
+    result = results[name]
+    assert result.status == "ok", result.error
+
+
+def test_notebook_01_says_what_the_users_data_changed(smoke):
+    out, results = smoke
+    if results["01_zero_shot_tables"].status != "ok":
+        pytest.skip("notebook 01 failed (its own test says why)")
+    nb = nbformat.read(out / "01_zero_shot_tables.ipynb", as_version=4)
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "EuroSAT: dclip/descriptors_eurosat.json: 10 classes paired by key order" in text
+    assert "'Herbaceous Vegetation Land'" in text and "'brushland or shrubland'" in text
+    assert "`sweep_dataset` is 'CUB', which is not among the datasets present (['EuroSAT']): using 'EuroSAT'" in text
+    assert "no shift curves" in text
+    assert "LaZSL's published numbers are for ViT-B-16 / openai; this run is ViT-B-16 /" in text
+    figures = out / "figures" / "01_zero_shot_tables"
+    assert (figures / "headline_real_datasets.json").is_file() and not (figures / "headline.json").exists()
+    assert (figures / "main_table_real_datasets.csv").is_file() and not (figures / "shift_curves.csv").exists()
