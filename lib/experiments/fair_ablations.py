@@ -31,7 +31,8 @@ from lib.data.resolve import concat
 from lib.experiments.protocol import Experiment, config_from
 from lib.features import cache as feature_cache
 from lib.features import crops as crop_sampler
-from lib.features.text import description_features, descriptor_sentences
+from lib.features.descriptors import DescriptorFileMissing
+from lib.features.text import description_features, descriptor_sentences, templates
 from lib.methods import fair, metrics, scoring
 from lib.report.outputs import headline_numbers
 from lib.runtime import locations
@@ -145,11 +146,40 @@ def descriptors(cfg: dict) -> dict:
     return EXPERIMENT.block(cfg).get("descriptors") or cfg["descriptors"]
 
 
+def needs_descriptions(row: str) -> bool:
+    """Whether ``row`` scores crops against the descriptions themselves (WCA's or LaZSL's pseudo-labels),
+    so it is left out where the text side falls back to the templates (``text_sentences``)."""
+    return ROWS[row].get("text") == "descriptions" or "scorer" in ROWS[row]
+
+
+def text_sentences(cfg: dict, name: str, classnames: Sequence[str],
+                   data_root: str | Path | None = None) -> tuple[list[list[str]], str | None]:
+    """(sentences per class that initialise Z*, why they are not descriptions or None). Where the profile
+    names no descriptor file for ``name`` or the file is not there (CuPL released none for a user's own
+    dataset), Z*_0 is the class names in the profile's ``templates`` (CLIP's prompt ensemble; ours: what
+    zero-shot CLIP would use) and the rows that need descriptions are left out; a file that does not fit
+    the classes stays an error (``lib.features.descriptors``)."""
+    try:
+        return descriptor_sentences(name, classnames, descriptors(cfg), data_root), None
+    except DescriptorFileMissing as missing:
+        prompts = templates(cfg["templates"])
+        return ([[t.format(c) for t in prompts] for c in classnames],
+                f"{str(missing).splitlines()[0]}: FAIR's Z* starts from the {cfg['templates']!r} templates "
+                f"instead of descriptions, and the rows that need descriptions are left out "
+                f"({', '.join(r for r in ROWS if needs_descriptions(r))})")
+
+
+def rows_for(which: str, templated: bool = False) -> list[tuple[str, str]]:
+    """(label, row) of table ``which``: all, less those needing descriptions on a dataset whose text side
+    is the templates (``text_sentences``)."""
+    return [(label, row) for label, row in TABLES[which] if not (templated and needs_descriptions(row))]
+
+
 def text(handle: models.ModelHandle, dataset, cfg: dict, cache: feature_cache.FeatureCache,
          data_root: str | Path | None = None) -> fair.Text:
     """Z*_0, the descriptions of ``dataset`` and its class prompt's features (``class_prompt``: WCA's
-    description weights, eq. 9)."""
-    sentences = descriptor_sentences(dataset.name, dataset.classnames, descriptors(cfg), data_root)
+    description weights, eq. 9); the templates where it has no descriptor file (``text_sentences``)."""
+    sentences, _ = text_sentences(cfg, dataset.name, dataset.classnames, data_root)
     desc, mask = description_features(handle, sentences, cache)
     prompts = [cfg["class_prompt"].format(c) for c in dataset.classnames]
     return fair.Text.from_descriptions(desc, mask, feature_cache.text_features(handle, prompts, cache=cache))
@@ -218,9 +248,11 @@ def zero_shot_logits(handle: models.ModelHandle, cfg: dict, cache: feature_cache
 
 EXPERIMENT = Experiment("fair", "FAIR", "FAIR run(s)", outcome)  # block, available, prefetch
 
-def table_jobs(cfg: dict, tables: Sequence[str], datasets: Sequence[str]) -> list[FairJob]:
-    """The jobs behind ``tables`` on ``datasets`` (each run once, however many tables show it)."""
-    return list(dict.fromkeys(FairJob(name, row) for t in tables for _, row in TABLES[t] for name in datasets))
+def table_jobs(cfg: dict, tables: Sequence[str], datasets: Sequence[str], templated: Sequence[str] = ()) -> list[FairJob]:
+    """The jobs behind ``tables`` on ``datasets`` (each run once, however many tables show it), less the
+    rows needing descriptions on the ``templated`` datasets."""
+    return list(dict.fromkeys(FairJob(name, row) for t in tables for name in datasets
+                              for _, row in rows_for(t, name in templated)))
 
 
 def _long(records: list) -> pd.DataFrame:
@@ -239,7 +271,8 @@ def table(handle: models.ModelHandle, cfg: dict, cache: feature_cache.FeatureCac
     for name in datasets:
         if zero_shot_row:
             records.append(_zero_shot_record(handle, cfg, cache, name, data_root))
-        for label, row in TABLES[which]:
+        test = splits(cfg, name, "transductive", data_root)[1]
+        for label, row in rows_for(which, text_sentences(cfg, test.name, test.classnames, data_root)[1] is not None):
             result = outcome(handle, cfg, cache, FairJob(name, row), data_root)
             records.append((label, name, result.accuracy, result.best_accuracy))
     return _long(records)
@@ -262,7 +295,7 @@ def with_average(long: pd.DataFrame, column: str = FINAL) -> pd.DataFrame:
     out = out.loc[list(dict.fromkeys(long.index.get_level_values("method"))),
                   list(dict.fromkeys(long.index.get_level_values("dataset")))]
     if out.shape[1] > 1:
-        out["Avg"] = out.mean(axis=1)
+        out["Avg"] = out.mean(axis=1, skipna=False)  # a row left out on one dataset has no average
     return out
 
 

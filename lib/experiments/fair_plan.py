@@ -4,7 +4,9 @@ A profile's ``fair`` block names datasets by role (``ROLES``): ``datasets`` (Tab
 ``protocol_datasets`` (Table 4), ``ablation_datasets`` (Tables 7 and 10), ``focus`` (Figs. 1/8, 6/7
 and 10, the cost cells, the training curves), ``fairness_dataset`` (the fairness check) and
 ``feature_datasets`` (notebook 04). ``plan`` keeps the names whose test split opens under the data
-root and whose descriptor file reads; a role left without a dataset falls back to the focus, the
+root and whose descriptor file reads (where the profile names none or the file is not there, FAIR's
+text side falls back to the templates: ``Plan.templated`` says so and which rows are left out,
+``fair_ablations.text_sentences``); a role left without a dataset falls back to the focus, the
 focus to the first dataset that opens, and every skip and fallback is a line of ``Plan.notes`` that
 the notebook prints. With no dataset at all every role is empty and the notes say why, so the
 notebook still finishes.
@@ -22,7 +24,6 @@ import pandas as pd
 
 from lib.data import DEMO_PREFIX
 from lib.experiments import fair_ablations as fa
-from lib.features.text import descriptor_sentences
 
 ROLES = {  # role -> the block key naming it (a list or one name); missing keys fall back to the focus
     "tables": "datasets", "protocol": "protocol_datasets", "ablation": "ablation_datasets",
@@ -49,6 +50,7 @@ class Plan:
     features: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    templated: dict[str, str] = field(default_factory=dict)  # dataset -> why its Z*_0 is the templates
 
     @staticmethod
     def shown_of(names: Sequence[str]) -> list[str]:
@@ -79,7 +81,8 @@ class Plan:
         labels = {"tables": "Tables 3, 5", "protocol": "Table 4", "ablation": "Tables 7, 10", "focus": "focus",
                   "fairness": "fairness check", "features": "t-SNE and confusion (notebook 04)"}
         lines = [f"{labels[r]}: {getattr(self, r) or 'none'}" for r in roles]
-        lines += [f"skipped {name}: {why}" for name, why in self.skipped.items()] + self.notes
+        lines += [f"skipped {name}: {why}" for name, why in self.skipped.items()]
+        lines += [f"{name}: {why}" for name, why in self.templated.items()] + self.notes
         return "\n".join(lines)
 
 
@@ -89,14 +92,14 @@ def _names(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _why_not(cfg: dict, name: str, data_root) -> str | None:
-    """Why FAIR cannot run on ``name`` (its test split or its descriptor file), or None."""
+def _why_not(cfg: dict, name: str, data_root) -> tuple[str | None, str | None]:
+    """(why FAIR cannot run on ``name``: its test split or a descriptor file that does not fit, or None;
+    why its text side is the templates, or None)."""
     try:
         test = fa.splits(cfg, name, "transductive", data_root)[1]
-        descriptor_sentences(test.name, test.classnames, fa.descriptors(cfg), data_root)
+        return None, fa.text_sentences(cfg, test.name, test.classnames, data_root)[1]
     except (OSError, ValueError) as err:  # DatasetError and DescriptorError are ValueErrors
-        return str(err).splitlines()[0]
-    return None
+        return str(err).splitlines()[0], None
 
 
 def plan(cfg: dict, data_root: str | Path | None = None) -> Plan:
@@ -104,7 +107,7 @@ def plan(cfg: dict, data_root: str | Path | None = None) -> Plan:
     block = fa.EXPERIMENT.block(cfg)
     wanted = {role: _names(block.get(key)) for role, key in ROLES.items()}
     every = list(dict.fromkeys(n for names in wanted.values() for n in names))
-    skipped = {}
+    skipped, templated = {}, {}
     for name in every:
         try:
             found, why = fa.EXPERIMENT.available(cfg, [name], data_root)
@@ -112,8 +115,12 @@ def plan(cfg: dict, data_root: str | Path | None = None) -> Plan:
             found, why = [], {name: str(err).strip('"')}
         if not found:
             skipped[name] = why.get(name, "not found")
-        elif reason := _why_not(cfg, name, data_root):
+            continue
+        reason, templates_why = _why_not(cfg, name, data_root)
+        if reason:
             skipped[name] = f"no FAIR text side: {reason}"
+        elif templates_why:
+            templated[name] = templates_why
     ok = [n for n in every if n not in skipped]
     kept = {role: [n for n in names if n in ok] for role, names in wanted.items()}
     notes = []
@@ -133,7 +140,7 @@ def plan(cfg: dict, data_root: str | Path | None = None) -> Plan:
                      "empty; point DATA_ROOT (or the data_root parameter) at the datasets")
     fairness = kept["fairness"][0] if kept["fairness"] else None
     return Plan(kept["tables"], kept["protocol"], kept["ablation"], focus, fairness, kept["features"],
-                {n: skipped[n] for n in every if n in skipped}, notes)
+                {n: skipped[n] for n in every if n in skipped}, notes, templated)
 
 
 def cost_images(cfg: dict) -> int:
@@ -154,9 +161,9 @@ def fairness_seeds(cfg: dict, p: Plan) -> list[int]:
 
 def jobs(cfg: dict, p: Plan) -> list[fa.FairJob]:
     """Every distinct run the tables and figures of notebook 02 read (trained in bulk first)."""
-    out = fa.table_jobs(cfg, ["table3", "table5"], p.tables)
+    out = fa.table_jobs(cfg, ["table3", "table5"], p.tables, list(p.templated))
     out += [fa.FairJob(n, "FAIR", protocol) for n in p.protocol for protocol in fa.PROTOCOLS]
-    out += fa.table_jobs(cfg, ["table7", "table10"], p.ablation)
+    out += fa.table_jobs(cfg, ["table7", "table10"], p.ablation, list(p.templated))
     if p.fairness:
         out += [fa.FairJob(p.fairness, row, seed=s) for s in fairness_seeds(cfg, p)
                 for row in ("FAIR", "FAIR w/o fairness term (ours)")]

@@ -214,13 +214,55 @@ def test_plan_paper_profile_on_eurosat_only_falls_back_and_says_so(eurosat_root)
     assert (joined.loc["EuroSAT", "ours: adapts on"], joined.loc["EuroSAT", "ours: images"]) == ("train+val", 1400)
 
 
-def test_plan_skips_a_dataset_whose_descriptor_file_is_missing(eurosat_root, tmp_path):
+DESCRIPTION_ROWS = {f"WCA as PL {fa.STAR}", f"{fa.STAR} + crop selection", f"{fa.STAR} + [CLS] crop weights",
+                    "FAIR (w/ WCA PL)", "FAIR (w/ LaZSL PL, ours)"}
+
+
+def test_plan_falls_back_to_the_templates_where_the_descriptor_file_is_missing(eurosat_root, tmp_path):
+    """A user's own dataset with no CuPL file (item 7): FAIR still runs there, Z* starting from the class
+    prompt templates, the reason and the rows left out named; a file that does not fit stays a skip."""
     missing = tmp_path / "none.json"
-    p = fair_plan.plan(_paper(**{"fair.descriptors": {"EuroSAT": str(missing)}}), eurosat_root)
-    assert "EuroSAT" in p.skipped and str(missing) in p.skipped["EuroSAT"]
-    assert p.focus is None and p.tables == p.features == [] and p.fairness is None
+    cfg = _paper(**{"fair.descriptors": {"EuroSAT": str(missing)}})
+    p = fair_plan.plan(cfg, eurosat_root)
+    assert p.tables == p.protocol == p.ablation == p.features == ["EuroSAT"] and p.focus == "EuroSAT"
+    assert "EuroSAT" not in p.skipped and str(missing) in p.templated["EuroSAT"]
+    assert "'imagenet80' templates" in p.report() and "(w/ LaZSL PL, ours)" in p.report()
+    assert {row for row in fa.ROWS if fa.needs_descriptions(row)} == DESCRIPTION_ROWS
+    rows = {job.row for job in fair_plan.jobs(cfg, p)}
+    assert rows & DESCRIPTION_ROWS == set() and {"FAIR", "FAIR w/o LAS", f"{fa.STAR} + interaction w/ CDA (LAS)"} <= rows
+    assert [r for _, r in fa.rows_for("table7", templated=True)] == ["FAIR-g (CuPL PL)", "FAIR"]
+    assert fa.rows_for("table7") == fa.TABLES["table7"]
+    # the profile naming no file at all (the '*' rule removed) is the same fallback
+    none = profiles.load("paper", **{"fair.datasets": ["EuroSAT"]})
+    none["fair"]["descriptors"] = {"DTD": none["fair"]["descriptors"]["DTD"]}
+    assert "names no descriptor file" in fair_plan.plan(none, eurosat_root).templated["EuroSAT"]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not a EuroSAT class": ["a sentence"]}')
+    p = fair_plan.plan(_paper(**{"fair.descriptors": {"EuroSAT": {"path": str(bad), "format": "cupl"}}}), eurosat_root)
+    assert "EuroSAT" in p.skipped and p.skipped["EuroSAT"].startswith("no FAIR text side") and p.focus is None
     assert "no FAIR dataset is available" in p.notes[-1]
     assert not p.has("focus") and not p.has("fairness")
+
+
+def test_template_text_side_is_the_class_names_in_every_template(tmp_path):
+    cfg = profiles.load("demo", **{"fair.descriptors": {"demo-*": str(tmp_path / "none.json")}})
+    names = ["zero", "one"]
+    sentences, why = fa.text_sentences(cfg, "demo-colour", names)
+    templates = fa.templates(cfg["templates"])
+    assert len(templates) > 1 and sentences == [[t.format(n) for t in templates] for n in names]
+    assert str(tmp_path / "none.json") in why and "rows that need descriptions are left out" in why
+    digits = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    described, why = fa.text_sentences(profiles.load("demo"), "demo-colour", digits)
+    assert why is None and described[0][0].startswith("A handwritten zero")
+
+
+def test_average_is_missing_where_a_row_is_left_out_on_a_dataset():
+    long = pd.DataFrame({"method": ["FAIR", "FAIR", "WCA", fa.CUPL_ZERO_SHOT, fa.CUPL_ZERO_SHOT],
+                         "dataset": ["a", "b", "a", "a", "b"], fa.FINAL: [60.0, 40.0, 55.0, 50.0, 30.0],
+                         fa.BEST: [61.0, 41.0, 56.0, np.nan, np.nan]}).set_index(["method", "dataset"])
+    shown = fa.shown(long, ["a", "b"])
+    assert shown.loc["FAIR", ("final epoch", "Avg")] == 50.0
+    assert np.isnan(shown.loc["WCA", ("final epoch", "Avg")]) and np.isnan(shown.loc["WCA", ("final epoch", "b")])
 
 
 def test_plan_with_no_data_root_keeps_the_demo_world_and_names_what_is_missing(monkeypatch, capsys):
