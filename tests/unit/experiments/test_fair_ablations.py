@@ -256,6 +256,26 @@ def test_template_text_side_is_the_class_names_in_every_template(tmp_path):
     assert why is None and described[0][0].startswith("A handwritten zero")
 
 
+def test_a_table_on_a_dataset_without_descriptor_file_trains_the_rows_it_can(tmp_path):
+    """End to end on the demo world (tiny runs): the table has zero-shot and the rows that need no
+    descriptions, and Z*_0 is the template classifier, not the descriptions' one."""
+    from lib import models
+    from lib.features.cache import FeatureCache
+
+    sizes = {"fair.adapt_size": 16, "fair.test_size": 20, "fair.config.epochs": 1, "fair.config.n_crops": 2,
+             "fair.config.top_k": 1, "fair.config.batch_size": 8}
+    cfg = profiles.load("demo", **{"fair.descriptors": {"demo-*": str(tmp_path / "none.json")}, **sizes})
+    handle = models.load_model(cfg["model"], cfg["pretrained"], cfg["device"])
+    cache = FeatureCache(tmp_path / "cache")
+    long = fa.table(handle, cfg, cache, "table7", ["demo-colour"])
+    assert list(long.index.get_level_values("method")) == [fa.CUPL_ZERO_SHOT, "FAIR-g (CuPL PL)", "FAIR"]
+    assert long[fa.FINAL].between(0, 100).all()
+    test = fa.splits(cfg, "demo-colour", "transductive")[1]
+    templated = fa.text(handle, test, cfg, cache).initial
+    described = fa.text(handle, test, profiles.load("demo", **sizes), cache).initial
+    assert templated.shape == described.shape and not torch.allclose(templated, described)
+
+
 def test_average_is_missing_where_a_row_is_left_out_on_a_dataset():
     long = pd.DataFrame({"method": ["FAIR", "FAIR", "WCA", fa.CUPL_ZERO_SHOT, fa.CUPL_ZERO_SHOT],
                          "dataset": ["a", "b", "a", "a", "b"], fa.FINAL: [60.0, 40.0, 55.0, 50.0, 30.0],
