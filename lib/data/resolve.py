@@ -87,3 +87,37 @@ def subset(dataset, n: int | None, seed: int = 0):
     if isinstance(dataset, demo_world.DemoDataset):  # the demo world draws its own subsets
         return demo_dataset(dataset.name, dataset.split, dataset.seed, n)
     return Subset(dataset, n, seed)
+
+
+class Concat(torch.utils.data.Dataset):
+    """Splits of one dataset joined in order (e.g. CoOp's train + val), with the same protocol: the
+    first part's name, ``split`` "train+val", the shared class list, labels and a fingerprint of the parts."""
+
+    def __init__(self, parts: Sequence):
+        if not parts:
+            raise ValueError("concat needs at least one dataset")
+        first = parts[0]
+        for part in parts[1:]:
+            if list(part.classnames) != list(first.classnames):
+                raise DatasetError(f"cannot join {first.name}/{first.split} and {part.name}/{part.split}: "
+                                   "their class lists differ")
+        self.parts = list(parts)
+        self.name, self.classnames = first.name, list(first.classnames)
+        self.split = "+".join(str(p.split) for p in parts)
+        self.labels = torch.cat([p.labels for p in parts])
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        self.fingerprint = hashlib.sha256(":".join(p.fingerprint for p in parts).encode()).hexdigest()
+
+    def __len__(self):
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i):
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {self.name}/{self.split} ({len(self)} images)")
+        part = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return self.parts[part][int(i - self.offsets[part])]
+
+
+def concat(parts: Sequence):
+    """``parts`` (splits of one dataset) joined in order; one part is returned as it is."""
+    return parts[0] if len(parts) == 1 else Concat(parts)

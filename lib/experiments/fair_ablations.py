@@ -7,8 +7,12 @@ and the tests share the trained runs. ``EXPERIMENT.prefetch`` trains many runs i
 split. Time and memory of a step and of pseudo-labelling are in ``lib.experiments.fair_cost``.
 
 Protocols (FAIR Sec. 4, Table 4): ``inductive`` adapts on the unlabeled train split (``adapt_size``
-images of it) and evaluates on the test split; ``transductive`` adapts and evaluates on the test split.
-The profile's ``fair`` block holds the datasets, sizes and ``FairConfig`` overrides (``config``).
+images of it; the splits named in ``train_splits``, e.g. CoOp's train + val where that is the paper's
+train set) and evaluates on the test split (``test_size`` images of it); ``transductive`` adapts and
+evaluates on the test split. Every run is scored on its test split after each epoch: tables give the
+final epoch (``accuracy``) and the best epoch (``BEST``: model selection on the test split, what DPA's
+code reports). The profile's ``fair`` block holds the datasets, sizes and ``FairConfig`` overrides
+(``config``); ``lib.experiments.fair_plan`` resolves which datasets each table runs on.
 """
 from __future__ import annotations
 
@@ -23,10 +27,12 @@ import torch
 
 from lib import models
 from lib.data import open_datasets, subset
+from lib.data.resolve import concat
 from lib.experiments.protocol import Experiment, config_from
 from lib.features import cache as feature_cache
 from lib.features import crops as crop_sampler
-from lib.features.text import description_features, descriptor_sentences
+from lib.features.descriptors import DescriptorFileMissing
+from lib.features.text import description_features, descriptor_sentences, templates
 from lib.methods import fair, metrics, scoring
 from lib.report.outputs import headline_numbers
 from lib.runtime import locations
@@ -59,6 +65,8 @@ ROWS: dict[str, dict] = {
     "FAIR w/o fairness term (ours)": {"fairness": False},
 }
 CUPL_ZERO_SHOT = "Zero-shot (CuPL)"  # the initial anchors on the frozen encoder: where every run starts
+BEST = "best epoch (test-set selection)"  # DPA's reported number: the best test accuracy over the epochs
+FINAL = "accuracy"  # the final epoch's test accuracy: what this project reports
 
 # (label shown, row) per table; Table 5 labels its rows by the weight
 TABLES: dict[str, list[tuple[str, str]]] = {
@@ -102,35 +110,79 @@ def config(cfg: dict, job: FairJob) -> fair.FairConfig:
     return config_from(fair.FairConfig, settings, "FAIR")
 
 
+def train_splits(cfg: dict, name: str) -> tuple[str, ...]:
+    """The splits an inductive run of ``name`` adapts on (the block's ``train_splits``; default train)."""
+    table = {k.lower(): v for k, v in (EXPERIMENT.block(cfg).get("train_splits") or {}).items()}
+    return tuple(table.get(name.lower(), ["train"]))
+
+
 def splits(cfg: dict, name: str, protocol: str = "inductive", data_root: str | Path | None = None):
     """(unlabeled set the run adapts on, test set it is scored on) of dataset ``name``."""
     opts = EXPERIMENT.block(cfg)
     root = locations.data_root(data_root)  # resolved here, so a changed $DATA_ROOT is a new cache entry
     root = str(root) if root else None
-    test = _split(name, "test", root, cfg["seed"], opts.get("test_size"))
+    test = _split(name, ("test",), root, cfg["seed"], opts.get("test_size"))
     if protocol == "transductive":
         return test, test
-    return _split(name, "train", root, cfg["seed"], opts.get("adapt_size")), test
+    return _split(name, train_splits(cfg, name), root, cfg["seed"], opts.get("adapt_size")), test
 
 
 @functools.lru_cache(maxsize=32)
-def _split(name: str, split: str, data_root: str | None, seed: int, size: int | None):
-    """One split of ``name`` (``size`` images of it, seeded), opened once per process: every table
-    row reads the same splits, and a demo split is rendered when opened."""
-    found, skipped = open_datasets([name], split, data_root, seed, size if split == "test" else None)
-    if name not in found:
-        what = "is not available" if split == "test" else "has no train split"
-        raise FileNotFoundError(f"FAIR dataset {name!r} {what}: {skipped.get(name, 'not found')}")
-    return found[name] if split == "test" else subset(found[name], size, seed)
+def _split(name: str, parts: tuple[str, ...], data_root: str | None, seed: int, size: int | None):
+    """``size`` seeded images of the splits ``parts`` of ``name`` joined, opened once per process:
+    every table row reads the same splits, and a demo split is rendered when opened."""
+    opened = []
+    for split in parts:
+        found, skipped = open_datasets([name], split, data_root, seed, size if split == "test" else None)
+        if name not in found:
+            what = "is not available" if split == "test" else f"has no {split!r} split"
+            raise FileNotFoundError(f"FAIR dataset {name!r} {what}: {skipped.get(name, 'not found')}")
+        opened.append(found[name])
+    return subset(opened[0] if len(opened) == 1 else concat(opened), size, seed)
+
+
+def descriptors(cfg: dict) -> dict:
+    """The descriptor table FAIR reads (the block's ``descriptors``, else the profile's)."""
+    return EXPERIMENT.block(cfg).get("descriptors") or cfg["descriptors"]
+
+
+def needs_descriptions(row: str) -> bool:
+    """Whether ``row`` scores crops against the descriptions themselves (WCA's or LaZSL's pseudo-labels),
+    so it is left out where the text side falls back to the templates (``text_sentences``)."""
+    return ROWS[row].get("text") == "descriptions" or "scorer" in ROWS[row]
+
+
+def text_sentences(cfg: dict, name: str, classnames: Sequence[str],
+                   data_root: str | Path | None = None) -> tuple[list[list[str]], str | None]:
+    """(sentences per class that initialise Z*, why they are not descriptions or None). Where the profile
+    names no descriptor file for ``name`` or the file is not there (CuPL released none for a user's own
+    dataset), Z*_0 is the class names in the profile's ``templates`` (CLIP's prompt ensemble; ours: what
+    zero-shot CLIP would use) and the rows that need descriptions are left out; a file that does not fit
+    the classes stays an error (``lib.features.descriptors``)."""
+    try:
+        return descriptor_sentences(name, classnames, descriptors(cfg), data_root), None
+    except DescriptorFileMissing as missing:
+        prompts = templates(cfg["templates"])
+        return ([[t.format(c) for t in prompts] for c in classnames],
+                f"{str(missing).splitlines()[0]}: FAIR's Z* starts from the {cfg['templates']!r} templates "
+                f"instead of descriptions, and the rows that need descriptions are left out "
+                f"({', '.join(r for r in ROWS if needs_descriptions(r))})")
+
+
+def rows_for(which: str, templated: bool = False) -> list[tuple[str, str]]:
+    """(label, row) of table ``which``: all, less those needing descriptions on a dataset whose text side
+    is the templates (``text_sentences``)."""
+    return [(label, row) for label, row in TABLES[which] if not (templated and needs_descriptions(row))]
 
 
 def text(handle: models.ModelHandle, dataset, cfg: dict, cache: feature_cache.FeatureCache,
          data_root: str | Path | None = None) -> fair.Text:
-    """Z*_0 and the descriptions of ``dataset`` (the profile's FAIR descriptors, else its own)."""
-    table = EXPERIMENT.block(cfg).get("descriptors") or cfg["descriptors"]
-    sentences = descriptor_sentences(dataset.name, dataset.classnames, table, data_root)
+    """Z*_0, the descriptions of ``dataset`` and its class prompt's features (``class_prompt``: WCA's
+    description weights, eq. 9); the templates where it has no descriptor file (``text_sentences``)."""
+    sentences, _ = text_sentences(cfg, dataset.name, dataset.classnames, data_root)
     desc, mask = description_features(handle, sentences, cache)
-    return fair.Text.from_descriptions(desc, mask)
+    prompts = [cfg["class_prompt"].format(c) for c in dataset.classnames]
+    return fair.Text.from_descriptions(desc, mask, feature_cache.text_features(handle, prompts, cache=cache))
 
 
 def run_settings(config: fair.FairConfig, text: fair.Text) -> dict:
@@ -139,12 +191,16 @@ def run_settings(config: fair.FairConfig, text: fair.Text) -> dict:
 
 
 def run(handle: models.ModelHandle, unlabeled, text: fair.Text, config: fair.FairConfig,
-        cache: feature_cache.FeatureCache | None = None) -> tuple[fair.Adapted, dict]:
+        cache: feature_cache.FeatureCache | None = None, eval_set=None, batch_size: int = 256
+        ) -> tuple[fair.Adapted, dict]:
     """``adapt`` through the cache: (the run, its cache key settings). The key holds the model, the
-    unlabeled split, the text side and every ``FairConfig`` field."""
+    unlabeled split, the text side, every ``FairConfig`` field and the set scored after each epoch."""
     settings = run_settings(config, text)
+    if eval_set is not None:
+        settings["eval_set"] = feature_cache.dataset_fingerprint(eval_set)
     result = feature_cache.cached(handle, unlabeled, "fair", settings,
-                                  lambda: fair.adapt(handle, unlabeled, text, config), cache=cache)
+                                  lambda: fair.adapt(handle, unlabeled, text, config, eval_set, batch_size),
+                                  cache=cache)
     return fair.Adapted(handle, result, config), {**settings, "train": feature_cache.dataset_fingerprint(unlabeled)}
 
 
@@ -160,16 +216,25 @@ class Outcome:
 
     @property
     def accuracy(self) -> float:
+        """The final epoch's test accuracy."""
         return metrics.accuracy(self.logits, self.labels)
+
+    @property
+    def best_accuracy(self) -> float:
+        """The best test accuracy over the epochs (test-set model selection, DPA's reported number)."""
+        return self.adapted.best_accuracy
 
 
 def outcome(handle: models.ModelHandle, cfg: dict, cache: feature_cache.FeatureCache, job: FairJob,
             data_root: str | Path | None = None) -> Outcome:
     """Train (or read from the cache) ``job`` and score its test split."""
     unlabeled, test = splits(cfg, job.dataset, job.protocol, data_root)
-    adapted, key = run(handle, unlabeled, text(handle, test, cfg, cache, data_root), config(cfg, job), cache)
-    feats = feature_cache.cached(handle, test, "fair-eval", key, lambda: adapted.features(test, cfg["batch_size"]),
-                                 cache=cache)
+    adapted, key = run(handle, unlabeled, text(handle, test, cfg, cache, data_root), config(cfg, job), cache,
+                       test, cfg["batch_size"])
+    feats = adapted.eval_features  # scored after the last epoch, inside the cached run
+    if feats is None:
+        feats = feature_cache.cached(handle, test, "fair-eval", key, lambda: adapted.features(test, cfg["batch_size"]),
+                                     cache=cache)
     return Outcome(job, test.labels, adapted.logits(feats), adapted, feats)
 
 
@@ -183,54 +248,76 @@ def zero_shot_logits(handle: models.ModelHandle, cfg: dict, cache: feature_cache
 
 EXPERIMENT = Experiment("fair", "FAIR", "FAIR run(s)", outcome)  # block, available, prefetch
 
-def table_jobs(cfg: dict, tables: Sequence[str], datasets: Sequence[str]) -> list[FairJob]:
-    """The jobs behind ``tables`` on ``datasets`` (each run once, however many tables show it)."""
-    return list(dict.fromkeys(FairJob(name, row) for t in tables for _, row in TABLES[t] for name in datasets))
+def table_jobs(cfg: dict, tables: Sequence[str], datasets: Sequence[str], templated: Sequence[str] = ()) -> list[FairJob]:
+    """The jobs behind ``tables`` on ``datasets`` (each run once, however many tables show it), less the
+    rows needing descriptions on the ``templated`` datasets."""
+    return list(dict.fromkeys(FairJob(name, row) for t in tables for name in datasets
+                              for _, row in rows_for(t, name in templated)))
+
+
+def _long(records: list) -> pd.DataFrame:
+    return pd.DataFrame(records, columns=["method", "dataset", FINAL, BEST]).set_index(["method", "dataset"])
+
+
+def _zero_shot_record(handle, cfg, cache, name, data_root) -> tuple:
+    logits, labels, _ = zero_shot_logits(handle, cfg, cache, name, data_root)
+    return (CUPL_ZERO_SHOT, name, metrics.accuracy(logits, labels), float("nan"))  # no epochs to select from
 
 
 def table(handle: models.ModelHandle, cfg: dict, cache: feature_cache.FeatureCache, which: str,
           datasets: Sequence[str], data_root: str | Path | None = None, zero_shot_row: bool = True) -> pd.DataFrame:
-    """Long table (index method, dataset; column accuracy) of one of ``TABLES`` on ``datasets``."""
+    """Long table (index method, dataset; columns ``FINAL`` and ``BEST``) of one of ``TABLES`` on ``datasets``."""
     records = []
     for name in datasets:
         if zero_shot_row:
-            logits, labels, _ = zero_shot_logits(handle, cfg, cache, name, data_root)
-            records.append((CUPL_ZERO_SHOT, name, metrics.accuracy(logits, labels)))
-        for label, row in TABLES[which]:
-            records.append((label, name, outcome(handle, cfg, cache, FairJob(name, row), data_root).accuracy))
-    out = pd.DataFrame(records, columns=["method", "dataset", "accuracy"]).set_index(["method", "dataset"])
-    return out
+            records.append(_zero_shot_record(handle, cfg, cache, name, data_root))
+        test = splits(cfg, name, "transductive", data_root)[1]
+        for label, row in rows_for(which, text_sentences(cfg, test.name, test.classnames, data_root)[1] is not None):
+            result = outcome(handle, cfg, cache, FairJob(name, row), data_root)
+            records.append((label, name, result.accuracy, result.best_accuracy))
+    return _long(records)
 
 
 def protocol_table(handle, cfg, cache, datasets, data_root=None) -> pd.DataFrame:
     """Table 4's FAIR rows: inductive vs transductive, with the zero-shot start, long format."""
     records = []
     for name in datasets:
-        logits, labels, _ = zero_shot_logits(handle, cfg, cache, name, data_root)
-        records.append((CUPL_ZERO_SHOT, name, metrics.accuracy(logits, labels)))
+        records.append(_zero_shot_record(handle, cfg, cache, name, data_root))
         for protocol in PROTOCOLS:
             result = outcome(handle, cfg, cache, FairJob(name, "FAIR", protocol), data_root)
-            records.append((f"FAIR ({protocol})", name, result.accuracy))
-    return pd.DataFrame(records, columns=["method", "dataset", "accuracy"]).set_index(["method", "dataset"])
+            records.append((f"FAIR ({protocol})", name, result.accuracy, result.best_accuracy))
+    return _long(records)
 
 
-def with_average(long: pd.DataFrame) -> pd.DataFrame:
-    """method x dataset, rows and columns in first-seen order, plus the mean over datasets."""
-    out = long["accuracy"].unstack("dataset")
+def with_average(long: pd.DataFrame, column: str = FINAL) -> pd.DataFrame:
+    """method x dataset of ``column``, rows and columns in first-seen order, plus the mean over datasets."""
+    out = long[column].unstack("dataset")
     out = out.loc[list(dict.fromkeys(long.index.get_level_values("method"))),
                   list(dict.fromkeys(long.index.get_level_values("dataset")))]
     if out.shape[1] > 1:
-        out["Avg"] = out.mean(axis=1)
+        out["Avg"] = out.mean(axis=1, skipna=False)  # a row left out on one dataset has no average
     return out
+
+
+def shown(long: pd.DataFrame, datasets: Sequence[str], digits: int = 1) -> pd.DataFrame:
+    """What a notebook displays of a long table on ``datasets``: the final epoch beside the best epoch
+    (test-set model selection), each method x dataset with the average, rounded."""
+    part = long[long.index.get_level_values("dataset").isin(list(datasets))]
+    if part.empty:
+        return pd.DataFrame()
+    columns = [c for c in (FINAL, BEST) if c in part and part[c].notna().any()]
+    names = {FINAL: "final epoch", BEST: BEST}
+    return pd.concat({names[c]: with_average(part, c) for c in columns}, axis=1).round(digits)
 
 
 # --------------------------------------------------------------------------------------------------
 # Figures' data
 
 def sweep_points(n_values, k_values, n_fixed, k_fixed) -> list[tuple[str, int, int, int]]:
-    """(parameter, x, n_crops, top_k) of Fig. 10: N varies at k = k_fixed (capped at N), k at N = n_fixed."""
+    """(parameter, x, n_crops, top_k) of Fig. 10: N varies at k = k_fixed (capped at N), k at N = n_fixed
+    (values of k above n_fixed are left out: they would keep more crops than there are)."""
     return ([("N", n, n, min(k_fixed, n)) for n in n_values]
-            + [("k", k, n_fixed, k) for k in k_values])
+            + [("k", k, n_fixed, k) for k in k_values if k <= n_fixed])
 
 
 def sweep_jobs(dataset: str, n_values: Sequence[int], k_values: Sequence[int], n_fixed: int = 16,
@@ -304,6 +391,7 @@ def history(outcome_: Outcome) -> pd.DataFrame:
 
 
 def headline(tables: dict[str, pd.DataFrame]) -> dict[str, float]:
-    """Flat ``<table> | <method> | <dataset>`` accuracies (headline.json; real-dataset keys need DATA_ROOT)."""
-    return {k: v for name, long in tables.items() for k, v in headline_numbers(long["accuracy"], name, digits=2).items()}
+    """Flat ``<table> | <method> | <dataset>`` final-epoch accuracies (headline.json; real-dataset keys
+    need DATA_ROOT)."""
+    return {k: v for name, long in tables.items() for k, v in headline_numbers(long[FINAL], name, digits=2).items()}
 

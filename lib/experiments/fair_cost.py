@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from lib import models
+from lib.data import subset
 from lib.experiments import fair_ablations as fa
 from lib.methods import fair
 from lib.runtime.memory import BlockPeak
@@ -67,12 +68,15 @@ def pseudo_label_cost(handle: models.ModelHandle, dataset, text_side: fair.Text,
 
 
 def sweep_cost(handle, cfg, cache, dataset: str, n_values: Sequence[int], k_values: Sequence[int],
-               n_fixed: int = 16, k_fixed: int = 4, data_root=None, repeats: int = 3) -> pd.DataFrame:
-    """Fig. 10's cost: seconds and peak memory of one training step at each (N, k)."""
+               n_fixed: int = 16, k_fixed: int = 4, data_root=None, repeats: int = 3,
+               images: int | None = None) -> pd.DataFrame:
+    """Fig. 10's cost: seconds and peak memory of one training step at each (N, k), on a batch of at
+    most ``images`` unlabeled images (None: one training batch)."""
     unlabeled, test = fa.splits(cfg, dataset, "inductive", data_root)
     points = fa.sweep_points(n_values, k_values, n_fixed, k_fixed)
     configs = {(n, k): fa.config(cfg, fa.FairJob(dataset, "FAIR", extra=(("n_crops", n), ("top_k", k))))
                for _, _, n, k in points}
-    cost = step_cost(handle, unlabeled, fa.text(handle, test, cfg, cache, data_root), configs, repeats)
+    cost = step_cost(handle, subset(unlabeled, images, cfg["seed"]), fa.text(handle, test, cfg, cache, data_root),
+                     configs, repeats)
     rows = [{"parameter": p, "x": x, **cost.loc[[(n, k)]].iloc[0].to_dict()} for p, x, n, k in points]
     return pd.DataFrame(rows)

@@ -44,14 +44,23 @@ def separation(by_dataset: dict[str, dict]) -> pd.DataFrame:
 
 
 def tsne_panels(state: dict, size: int, seed: int) -> dict[str, tuple]:
-    """{panel title: (points, labels, anchor points)} of ``size`` seeded test images, before and after."""
+    """{panel title: (points, labels, anchor points)} of ``size`` seeded test images, before and after.
+    With fewer points than scikit-learn's perplexity of 30 needs (a tiny test split), the perplexity
+    drops to a third of the points (ours: t-SNE's usual rule of thumb, so a smoke run still draws)."""
     idx = torch.randperm(len(state["labels"]), generator=torch.Generator().manual_seed(seed))[:size].sort().values
+    points_in_map = len(idx) + len(state["before"][2])
+    perplexity = min(feature_space.PERPLEXITY, max(1.0, (points_in_map - 1) / 3))
     panels = {}
     for name in STATES:
         feats, _, anchors = state[name]
-        points, stars = feature_space.tsne_with_anchors(feats[idx], anchors, seed)
+        points, stars = feature_space.tsne_with_anchors(feats[idx], anchors, seed, perplexity)
         panels[PANEL_TITLES[name]] = (points, state["labels"][idx], stars)
     return panels
+
+
+def shown(summary: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``separation``'s table for ``names`` (the datasets a cell displays)."""
+    return summary[summary.index.get_level_values("dataset").isin(list(names))]
 
 
 def confusions(state: dict) -> dict[str, object]:

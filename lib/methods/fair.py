@@ -4,20 +4,27 @@
   embeddings (CuPL's classifier), then learned; the text encoder is not used afterwards.
 * LAS pseudo-labels from the weak view's crops, without gradients (eqs. 11-14, Alg. 1 lines 17-23):
   ``lib.methods.scoring.las_logits`` with [CLS] crop weights and the top-k crops (N = 16, k = 4).
-* Adaptive pseudo-label weight gamma = S1 * |S1 - S2| from the top-2 LAS scores (eq. 16); the rows
-  of Table 5 drop either factor.
+* Adaptive pseudo-label weight gamma = S1 * |S1 - S2| from the top-2 LAS *logits* (eq. 16; Alg. 1
+  ADAPTIVEWEIGHT takes "the top-2 logits"): the scores times CLIP's logit scale 100, the scale DPA, the
+  authors' previous code, puts on every score; the rows of Table 5 drop either factor.
 * Strong-view predictions p = softmax(sim(E_v(A(x)), Z*) / tau) (Alg. 1 line 26), the gamma-weighted
   self-training cross-entropy (eq. 17) and the fairness regulariser L_reg = -(1/C) sum_j log pbar_j
-  with pbar a moving average of the predictions (after eq. 15, from [32]).
+  (after eq. 15, from [32] = MUST). The paper calls pbar "a moving average of the predictions ...
+  across the batch"; MUST's and DPA's code take the batch mean of the strong view's predictions, which
+  is the default here (``pbar_momentum = 0``; a momentum m > 0 keeps (1 - m) of the gradient).
 * The trainable set: the image encoder's LayerNorm affine parameters and Z* (Alg. 1 "Require").
 
 Algorithm 1 itself is ``adapt`` (cached by ``lib.experiments.fair_ablations.run``): a copy of the
 image encoder and Z* train with AdamW and a cosine schedule; each step pseudo-labels the weak view's
 crops with the *current* encoder and anchors (no gradient), then takes the gamma-weighted
-cross-entropy of the strong view plus L_reg. ``FairConfig`` holds every switch of Tables 3, 5, 7 and 10
-(``lib.experiments.fair_ablations`` names the rows) and cites each default. Choices the paper leaves open are marked "ours" where they are made: gamma is
-divided by its batch mean (``batch_gamma``), pbar's momentum, the weight decay and the
-RandomResizedCrop scale (the last two from DPA, the authors' previous method).
+cross-entropy of the strong view plus L_reg. With an evaluation set, ``adapt`` also scores it after
+every epoch: the final epoch is what this project reports, the best epoch is what DPA's code reports
+(model selection on the test split), so both can be set beside the paper's numbers. The views (weak
+crops, the strong view at DPA's RandAugment strength) are ``lib.methods.fair_views``.
+
+``FairConfig`` holds every switch of Tables 3, 5, 7 and 10 (``lib.experiments.fair_ablations`` names
+the rows) and cites each default: the paper's where it gives one, else DPA's code, else "ours" with
+the reason. ``gamma_norm`` (ours, off by default) divides gamma by its batch mean (``batch_gamma``).
 """
 from __future__ import annotations
 
@@ -25,24 +32,23 @@ import copy
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2 as T
-from torchvision.ops import roi_align
 from tqdm import tqdm
 
 from lib import models
 from lib.features import crops
-from lib.methods import scoring
+from lib.methods import fair_views, metrics, scoring
+from lib.methods.fair_views import RANDAUGMENT, crop_boxes, cut_crops, loader, transforms_for  # noqa: F401
 from lib.models import tuning
 
 # Table 5's rows: which factors of eq. 16 the pseudo-label weight keeps
 WEIGHTS = ("none", "score", "margin", "score*margin")
 TAU = 0.01  # CLIP's logit scale 100 (the paper gives no tau; its predecessor DPA scores with CLIP's scale)
-PBAR_MOMENTUM = 0.5  # not given in the paper (ours); its predecessor DPA uses the batch mean (momentum 0)
+GAMMA_SCALE = 100.0  # eq. 16 on logits (Alg. 1: "top-2 logits"): CLIP's scale 100, as DPA's `100. * feat @ classifier`
+PBAR_MOMENTUM = 0.0  # pbar = the batch mean of the predictions, as MUST [32] and DPA compute L_reg
 
 
 def init_anchors(desc: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -64,14 +70,16 @@ def adaptive_weight(scores: torch.Tensor, mode: str = "score*margin") -> torch.T
 
 @torch.no_grad()
 def pseudo_labels(crops: torch.Tensor, crop_cls: torch.Tensor, img_cls: torch.Tensor, anchors: torch.Tensor,
-                  k: int | None = 4, weight: str = "score*margin") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  k: int | None = 4, weight: str = "score*margin", scale: float = GAMMA_SCALE
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """LAS pseudo-labels of a weak-view batch: (labels (B,), gamma (B,), LAS scores (B, C)), no gradient.
 
     ``crops`` (B, N, d) normalised crop features, ``crop_cls``/``img_cls`` their pre-projection [CLS]
-    tokens, ``anchors`` Z* (normalised here: eq. 11 is a cosine). Defaults k = 4 of N = 16 (FAIR Sec. 4).
+    tokens, ``anchors`` Z* (normalised here: eq. 11 is a cosine). Defaults k = 4 of N = 16 (FAIR Sec. 4);
+    gamma from the scores times ``scale`` (eq. 16 on logits, ``GAMMA_SCALE``).
     """
     scores = scoring.las_logits(crops, crop_cls, img_cls, F.normalize(anchors.detach(), dim=-1), k)
-    return scores.argmax(dim=1), adaptive_weight(scores, weight), scores
+    return scores.argmax(dim=1), adaptive_weight(scale * scores, weight), scores
 
 
 def predictions(features: torch.Tensor, anchors: torch.Tensor, tau: float = TAU) -> torch.Tensor:
@@ -86,7 +94,8 @@ def self_training_loss(probs: torch.Tensor, labels: torch.Tensor, gamma: torch.T
 
 
 class PredictionAverage:
-    """pbar: a moving average of the batch-mean predictions; the current batch keeps its gradient."""
+    """pbar: a moving average of the batch-mean predictions; the current batch keeps its gradient.
+    Momentum 0 (the default) is the batch mean itself (MUST's and DPA's L_reg)."""
 
     def __init__(self, n_classes: int, momentum: float = PBAR_MOMENTUM):
         if not 0.0 <= momentum < 1.0:
@@ -113,7 +122,7 @@ VIEWS = ("crops", "global")  # pseudo-labels from N crops of the weak view, or t
 TEXTS = ("anchors", "initial", "descriptions")  # learned Z* (LAS) | frozen initial Z* (CuPL) | descriptions (WCA)
 CROP_WEIGHTS = ("cls", "softmax")  # eq. 12 ([CLS], no softmax) | eq. 8 (WCA's softmax)
 SCORERS = ("mean", "lazsl")  # weighted crop scores (eqs. 10/14) | LaZSL's transport score (Table 7, ours)
-FAIR_VERSION = 1  # bump when the training loop changes: part of every cached run's key
+FAIR_VERSION = 2  # bump when the training loop changes: part of every cached run's key
 
 
 @dataclass(frozen=True)
@@ -127,9 +136,10 @@ class FairConfig:
     top_k: int | None = 4  # Sec. 4: (N, k) = (16, 4)
     scorer: str = "mean"
     weight: str = "score*margin"  # eq. 16
-    gamma_norm: bool = True  # ours: gamma / its batch mean, see ``batch_gamma``
+    gamma_scale: float = GAMMA_SCALE  # Alg. 1 ADAPTIVEWEIGHT: "the top-2 logits" (scores x CLIP's 100)
+    gamma_norm: bool = False  # ours, off: gamma / its batch mean (``batch_gamma``); Alg. 1 uses gamma as it is
     fairness: bool = True  # L_reg (Alg. 1 line 28)
-    pbar_momentum: float = PBAR_MOMENTUM
+    pbar_momentum: float = PBAR_MOMENTUM  # MUST's and DPA's batch mean (the paper: "a moving average")
     # crops of the weak view (Sec. 6.1: alpha = 0.5, beta = 0.9 as in WCA; N = 16)
     n_crops: int = 16
     alpha: float = 0.5
@@ -143,7 +153,8 @@ class FairConfig:
     tau: float = TAU
     rrc_scale: tuple[float, float] = (0.3, 1.0)  # not given in the paper; DPA's strong-view scale
     flip: bool = True  # Sec. 6.1 (the demo profile turns it off: a mirrored digit is another glyph)
-    randaugment: bool = True  # Sec. 6.1 [11], torchvision's defaults (2 ops, magnitude 9)
+    randaugment: str | None = RANDAUGMENT  # Sec. 6.1 [11] at DPA's strength (timm config string; None: off)
+    interpolation: str = "bicubic"  # DPA's strong view (--train_interpolation)
     seed: int = 0
     num_workers: int = 0
 
@@ -164,7 +175,12 @@ class FairConfig:
                 raise ValueError(f"FAIR parameter {field}={getattr(self, field)} must be >= 1")
         if not self.lr > 0:
             raise ValueError(f"FAIR parameter lr={self.lr} must be > 0")
+        if not 0.0 <= self.pbar_momentum < 1.0:
+            raise ValueError(f"FAIR parameter pbar_momentum={self.pbar_momentum} must lie in [0, 1)")
+        if not self.gamma_scale > 0:
+            raise ValueError(f"FAIR parameter gamma_scale={self.gamma_scale} must be > 0")
         crops.CropSpec(self.n_crops, self.alpha, self.beta)  # checks the scale range
+        fair_views.check(self)
 
     def settings(self) -> dict:
         """The JSON part of a cached run's key."""
@@ -174,48 +190,36 @@ class FairConfig:
 @dataclass
 class Text:
     """The text side of a run, computed once before training (the text encoder is not used after):
-    ``initial`` Z*_0 (C, d) and the descriptions ``desc`` (C, M, d) with their ``mask`` (C, M)."""
+    ``initial`` Z*_0 (C, d), the descriptions ``desc`` (C, M, d) with their ``mask`` (C, M), and
+    ``class_txt`` (C, d), the class prompt's features ("a photo of a {c}."), which WCA weighs the
+    descriptions by (eq. 9) in the WCA-as-pseudo-labeller rows; None weighs them uniformly."""
 
     initial: torch.Tensor
     desc: torch.Tensor
     mask: torch.Tensor
+    class_txt: torch.Tensor | None = None
 
     @classmethod
-    def from_descriptions(cls, desc: torch.Tensor, mask: torch.Tensor) -> "Text":
-        return cls(init_anchors(desc, mask), desc, mask)
+    def from_descriptions(cls, desc: torch.Tensor, mask: torch.Tensor, class_txt: torch.Tensor | None = None) -> "Text":
+        return cls(init_anchors(desc, mask), desc, mask, class_txt)
 
     def to(self, device) -> "Text":
-        return Text(self.initial.to(device), self.desc.to(device), self.mask.to(device))
+        class_txt = None if self.class_txt is None else self.class_txt.to(device)
+        return Text(self.initial.to(device), self.desc.to(device), self.mask.to(device), class_txt)
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
-        for t in (self.initial, self.desc, self.mask):
+        for t in (self.initial, self.desc, self.mask) + (() if self.class_txt is None else (self.class_txt,)):
             digest.update(t.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
 
 def batch_gamma(gamma: torch.Tensor) -> torch.Tensor:
-    """gamma / mean(gamma) over the batch (ours). Eq. 16's scale depends on the scorer (k, crop
-    weights, logit scale) and the paper gives none; dividing by the batch mean keeps the ratios between
-    images that eq. 16 expresses and L_st and L_reg in the paper's 1 : 1 balance for every row."""
+    """gamma / mean(gamma) over the batch (ours; ``FairConfig.gamma_norm``, off by default). It keeps
+    the ratios between images that eq. 16 expresses and puts L_st and L_reg at 1 : 1 for every row,
+    whatever the scorer's scale; it also makes Table 5's "gamma = S1" row nearly "no weight", since S1
+    varies little within a batch."""
     return gamma / gamma.mean().clamp_min(1e-12)
-
-
-def crop_boxes(indices: torch.Tensor, size: int, config: FairConfig, epoch: int) -> torch.Tensor:
-    """(B * N, 5) roi_align boxes (batch row, x0, y0, x1, y1) of the weak view's crops: seeded by
-    (seed, epoch, image index), side U(alpha, beta) x the short side (Alg. 1 line 18)."""
-    spec = crops.CropSpec(config.n_crops, config.alpha, config.beta, seed=config.seed * 1_000_003 + epoch)
-    rows = []
-    for row, index in enumerate(indices.tolist()):
-        boxes = torch.from_numpy(crops.sample_boxes(size, size, spec, index)).float()
-        rows.append(torch.cat([torch.full((len(boxes), 1), float(row)), boxes], dim=1))
-    return torch.cat(rows)
-
-
-def cut_crops(weak: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """The crops (B * N, 3, S, S) of the weak views (B, 3, S, S), resized bilinearly to S."""
-    size = weak.shape[-1]
-    return roi_align(weak, boxes.to(weak), output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
 
 def pseudo_label_scores(config: FairConfig, tokens: dict[str, torch.Tensor], batch: int,
@@ -236,8 +240,8 @@ def pseudo_label_scores(config: FairConfig, tokens: dict[str, torch.Tensor], bat
     if config.scorer == "lazsl":
         return scoring.lazsl_logits(crop_feats, img, text.desc, text.mask)
     cc, ic = (crop_cls, img_cls) if config.crop_weights == "cls" else (None, None)
-    if config.text == "descriptions":  # WCA's eq. 10 with v_j = 1 (FAIR's reading of WCA)
-        return scoring.wca_logits(crop_feats, img, text.desc, text.mask, top_k=config.top_k,
+    if config.text == "descriptions":  # WCA's eq. 10, its description weights v_j from the class prompt (eq. 9)
+        return scoring.wca_logits(crop_feats, img, text.desc, text.mask, text.class_txt, top_k=config.top_k,
                                   crop_cls=cc, img_cls=ic, normalize=False)
     if config.crop_weights == "cls":  # LAS, eqs. 11-14
         return scoring.las_logits(crop_feats, crop_cls, img_cls, classifier, config.top_k)
@@ -255,36 +259,10 @@ def weak_pseudo_labels(visual: torch.nn.Module, weak: torch.Tensor, indices: tor
         views = torch.cat([weak, cut_crops(weak, crop_boxes(indices, weak.shape[-1], config, epoch))])
     tokens = models.encoder_tokens(visual, views)
     scores = pseudo_label_scores(config, tokens, len(weak), anchors, text)
-    gamma = adaptive_weight(scores, config.weight)
+    gamma = adaptive_weight(config.gamma_scale * scores, config.weight)
     if config.gamma_norm:
         gamma = batch_gamma(gamma)
     return scores.argmax(dim=1), gamma, scores
-
-
-def transforms_for(preprocess, size: int, config: FairConfig) -> tuple[Callable, Callable]:
-    """(weak, strong) PIL -> normalised tensor. Weak: the model's own centre crop (FAIR), or a
-    RandomResizedCrop (FAIR-g, Sec. 6.1). Strong: RandomResizedCrop, flip and RandAugment (Sec. 6.1)."""
-    tail = models.tensor_tail(preprocess, "the strong view")
-    rrc = T.RandomResizedCrop(size, scale=config.rrc_scale, antialias=True)
-    head = [T.RGB(), rrc] + ([T.RandomHorizontalFlip()] if config.flip else [])
-    strong = T.Compose(head + ([T.RandAugment()] if config.randaugment else []) + tail)
-    weak = T.Compose([T.RGB(), rrc] + tail) if config.view == "global" else preprocess
-    return weak, strong
-
-
-class _TrainViews(torch.utils.data.Dataset):
-    """Item i of the unlabeled set: (weak view, strong view, i, label). The label is only logged
-    (pseudo-label accuracy); it never enters a loss."""
-
-    def __init__(self, dataset, weak, strong):
-        self.dataset, self.weak, self.strong = dataset, weak, strong
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, i):
-        image, label = self.dataset[i]
-        return self.weak(image), self.strong(image), i, label
 
 
 TRAINING_LOG = ("epoch", "loss_st", "loss_reg", "gamma_mean", "pl_accuracy", "lr")
@@ -322,28 +300,36 @@ class Trainer:
                 "gamma_mean": gamma.mean().item(), "lr": lr}
 
 
-def loader(handle: models.ModelHandle, dataset, config: FairConfig) -> torch.utils.data.DataLoader:
-    """Shuffled (seeded) batches of (weak view, strong view, index, label) of the unlabeled set."""
-    weak_tf, strong_tf = transforms_for(handle.preprocess, handle.image_size, config)
-    return torch.utils.data.DataLoader(
-        _TrainViews(dataset, weak_tf, strong_tf), batch_size=config.batch_size, shuffle=True,
-        generator=torch.Generator().manual_seed(config.seed), num_workers=config.num_workers)
+def evaluate(handle: models.ModelHandle, visual: torch.nn.Module, anchors: torch.Tensor, dataset,
+             batch_size: int = 256) -> tuple[float, torch.Tensor]:
+    """(accuracy (%), features (N, d)) of ``visual``'s centre views of ``dataset`` against ``anchors``;
+    the encoder is put in eval mode for it and back after, torch's RNG is left as it was."""
+    was_training = visual.training
+    with torch.random.fork_rng(devices=[]):
+        feats = models.encode_dataset(handle, dataset, batch_size, visual=visual.eval(),
+                                      desc=f"evaluate {getattr(dataset, 'name', '')} (FAIR)")
+    visual.train(was_training)
+    return metrics.accuracy(feats @ F.normalize(anchors.detach().cpu(), dim=-1).T, dataset.labels), feats
 
 
-def adapt(handle: models.ModelHandle, dataset, text: Text, config: FairConfig = FairConfig()) -> dict:
+def adapt(handle: models.ModelHandle, dataset, text: Text, config: FairConfig = FairConfig(),
+          eval_set=None, eval_batch_size: int = 256) -> dict:
     """Algorithm 1 on the unlabeled ``dataset``: returns ``state/<name>`` for each trained parameter,
-    ``anchors`` (the learned Z*, C x d) and ``history`` (one row per step, columns ``TRAINING_LOG``).
+    ``anchors`` (the learned Z*, C x d), ``history`` (one row per step, columns ``TRAINING_LOG``) and
+    ``epoch_accuracy`` (E,): the accuracy on ``eval_set`` after each epoch (empty without one); its
+    maximum is DPA's reported number (model selection on the test split), its last entry the final one,
+    whose features are ``eval_features`` (N, d), so the final epoch is not encoded twice.
 
     The image encoder is a copy (the handle's model is untouched); the text encoder is never called.
-    Seeded: the same config gives the same result (torch's global RNG is restored afterwards).
+    Seeded: the same config gives the same result, with or without ``eval_set`` (torch's, Python's and
+    NumPy's global generators are restored afterwards: ``fair_views.seeded``).
     """
     if len(dataset) == 0:
         raise ValueError(f"dataset {getattr(dataset, 'name', '?')!r} is empty: nothing to adapt on")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with fair_views.seeded(config.seed):
         batches = loader(handle, dataset, config)
         trainer = Trainer(handle, text, config, config.epochs * len(batches))
-        history = []
+        history, epoch_accuracy, eval_features = [], [], None
         bar = tqdm(total=config.epochs * len(batches), desc=f"FAIR {getattr(dataset, 'name', '')}",
                    disable=None, leave=False)
         for epoch in range(config.epochs):
@@ -352,9 +338,14 @@ def adapt(handle: models.ModelHandle, dataset, text: Text, config: FairConfig = 
                 history.append([epoch, out["loss_st"], out["loss_reg"], out["gamma_mean"],
                                 (out["pseudo_labels"] == labels).float().mean().item(), out["lr"]])
                 bar.update()
+            if eval_set is not None:
+                accuracy, eval_features = evaluate(handle, trainer.visual, trainer.anchors, eval_set, eval_batch_size)
+                epoch_accuracy.append(accuracy)
         bar.close()
     state = {f"state/{name}": value for name, value in tuning.trainable_state(trainer.visual).items()}
-    return {**state, "anchors": trainer.anchors.detach().cpu(), "history": torch.tensor(history, dtype=torch.float64)}
+    extra = {} if eval_features is None else {"eval_features": eval_features}
+    return {**state, "anchors": trainer.anchors.detach().cpu(), "history": torch.tensor(history, dtype=torch.float64),
+            "epoch_accuracy": torch.tensor(epoch_accuracy, dtype=torch.float64), **extra}
 
 
 class Adapted:
@@ -366,6 +357,14 @@ class Adapted:
         self.state = {k[len("state/"):]: v for k, v in result.items() if k.startswith("state/")}
         self.history = pd.DataFrame(result["history"].numpy(), columns=list(TRAINING_LOG))
         self.history["step"] = range(len(self.history))
+        self.epoch_accuracy = result.get("epoch_accuracy", torch.empty(0, dtype=torch.float64))
+        self.eval_features = result.get("eval_features")  # the final epoch's features of the evaluation set
+
+    @property
+    def best_accuracy(self) -> float:
+        """The best accuracy over the epochs on the evaluation set (test-set model selection, as DPA's
+        code reports); NaN when the run was not evaluated per epoch."""
+        return float(self.epoch_accuracy.max()) if len(self.epoch_accuracy) else float("nan")
 
     def visual(self) -> torch.nn.Module:
         """A fresh copy of the handle's image encoder with the trained parameters loaded."""

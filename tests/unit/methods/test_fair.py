@@ -43,8 +43,11 @@ def test_pseudo_labels_are_las_argmax_without_gradient():
     torch.testing.assert_close(scores, expected)
     assert torch.equal(labels, expected.argmax(1))
     assert not labels.requires_grad and not gamma.requires_grad and not scores.requires_grad
-    top2 = expected.topk(2, 1).values
+    top2 = 100.0 * expected.topk(2, 1).values  # eq. 16 on the logits: the scores times CLIP's scale 100
     torch.testing.assert_close(gamma, top2[:, 0] * (top2[:, 0] - top2[:, 1]))
+    assert fair.GAMMA_SCALE == 100.0
+    unscaled = fair.pseudo_labels(crops, crop_cls, img_cls, anchors, k=4, scale=1.0)[1]
+    torch.testing.assert_close(gamma, 1e4 * unscaled)  # S1 * |S1 - S2| grows with the square of the scale
 
 
 def test_self_training_loss_is_gamma_weighted_cross_entropy():
@@ -70,6 +73,23 @@ def test_fairness_term_raises_the_under_predicted_classes():
     rare = before.argsort()[:2]
     assert (after[rare] > before[rare]).all() and after[0] < before[0]
     assert fair.fairness_loss(torch.full((5,), 0.2)) < fair.fairness_loss(before)  # uniform is the minimum
+
+
+def test_fairness_term_is_on_the_batch_mean_by_default():
+    """MUST's and DPA's L_reg: -mean_j log(mean_b p_bj) of the current batch, with its full gradient
+    (a moving average with momentum m keeps only (1 - m) of it)."""
+    gen = torch.Generator().manual_seed(4)
+    logits = torch.randn(16, 5, generator=gen, requires_grad=True)
+    probs = torch.softmax(logits, 1)
+    assert fair.PBAR_MOMENTUM == 0.0 and fair.FairConfig().pbar_momentum == 0.0
+    average = fair.PredictionAverage(5)
+    average.update(torch.softmax(torch.randn(16, 5, generator=gen), 1))  # an earlier batch does not count
+    loss = fair.fairness_loss(average.update(probs))
+    torch.testing.assert_close(loss, -torch.log(probs.mean(0)).mean())
+    grad_batch = torch.autograd.grad(loss, logits)[0]
+    half = fair.PredictionAverage(5, momentum=0.5)
+    grad_half = torch.autograd.grad(fair.fairness_loss(half.update(torch.softmax(logits, 1))), logits)[0]
+    assert grad_half.abs().sum() < 0.75 * grad_batch.abs().sum()  # the old 0.5 average damped it
 
 
 def test_prediction_average_keeps_history_without_its_gradient():

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from timm.data.auto_augment import RandAugment
 
 from lib import models
 from lib.data.resolve import demo_dataset
@@ -19,7 +23,7 @@ from lib.experiments import fair_ablations as fa
 from lib.experiments.protocol import config_from
 from lib.features import cache as feature_cache
 from lib.features import text as text_side
-from lib.methods import fair, scoring
+from lib.methods import fair, fair_views, metrics, scoring
 from lib.models import tuning
 
 N_IMAGES = 16
@@ -125,7 +129,11 @@ def test_pseudo_labels_carry_no_gradient(handle, text, batch, tuning_method):
     assert not scores.requires_grad and scores.grad_fn is None
     assert not gamma.requires_grad and not labels.requires_grad
     assert torch.equal(labels, scores.argmax(1))
-    torch.testing.assert_close(gamma.mean(), torch.tensor(1.0))  # gamma_norm: divided by its batch mean
+    top2 = 100.0 * scores.topk(2, 1).values  # Alg. 1: eq. 16 on the top-2 logits, as it is (no batch norm)
+    torch.testing.assert_close(gamma, top2[:, 0] * (top2[:, 0] - top2[:, 1]))
+    _, normed, _ = fair.weak_pseudo_labels(visual, weak, indices, _config(gamma_norm=True), anchors, text)
+    torch.testing.assert_close(normed, gamma / gamma.mean())  # the named option: divided by its batch mean
+    torch.testing.assert_close(normed.mean(), torch.tensor(1.0))
 
 
 def test_adapt_never_calls_the_text_encoder_and_trains_a_copy(text, dataset, monkeypatch):
@@ -408,3 +416,89 @@ def test_run_is_cached(handle, small, text, tmp_path):
     # another config is another entry
     fa.run(handle, dataset, text, dataclasses.replace(config, seed=1), cache=cache)
     assert (cache.hits, cache.misses) == (1, 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# the paper's conventions (Alg. 1, Sec. 6.1; DPA's code where the paper is silent)
+
+
+def test_strong_view_is_timms_randaugment_at_dpas_strength(handle):
+    """DPA's strong view: RandomResizedCrop (0.3, 1) bicubic, flip, timm's rand-m9-mstd0.5-inc1."""
+    config = fair.FairConfig()
+    assert (config.randaugment, config.interpolation, config.rrc_scale) == ("rand-m9-mstd0.5-inc1", "bicubic", (0.3, 1.0))
+    _, strong = fair.transforms_for(handle.preprocess, handle.image_size, config)
+    steps = strong.transforms
+    rrc = next(t for t in steps if type(t).__name__ == "RandomResizedCrop")
+    assert rrc.scale == (0.3, 1.0) and rrc.interpolation.value == "bicubic"
+    assert any(type(t).__name__ == "RandomHorizontalFlip" for t in steps)
+    (augment,) = [t for t in steps if isinstance(t, RandAugment)]
+    assert augment.num_layers == 2 and len(augment.ops) == 15
+    assert {op.magnitude for op in augment.ops} == {9} and {op.magnitude_std for op in augment.ops} == {0.5}
+    assert "SolarizeIncreasing" in {op.name for op in augment.ops}  # inc1: the increasing op set
+    _, plain = fair.transforms_for(handle.preprocess, handle.image_size, _config(randaugment=None))
+    assert not any(isinstance(t, RandAugment) for t in plain.transforms)
+    with pytest.raises(ValueError, match="randaugment='rand-x9'"):
+        fair.FairConfig(randaugment="rand-x9")
+    with pytest.raises(ValueError, match="interpolation='lanczos'"):
+        fair.FairConfig(interpolation="lanczos")
+
+
+def test_strong_view_is_seeded_and_leaves_python_and_numpy_rngs_alone(handle, dataset):
+    _, strong = fair.transforms_for(handle.preprocess, handle.image_size, fair.FairConfig())
+    image = dataset[0][0]
+    random.seed(7)
+    np.random.seed(7)
+    before = (random.random(), np.random.rand())
+    random.seed(7)
+    np.random.seed(7)
+    views = []
+    for _ in range(2):
+        with fair_views.seeded(3):
+            views.append(torch.stack([strong(image) for _ in range(6)]))
+    assert torch.equal(views[0], views[1])
+    assert not torch.equal(views[0][0], views[0][1])  # each draw differs within a run
+    assert (random.random(), np.random.rand()) == before
+
+
+def test_posterize_at_zero_bits_is_a_black_image():
+    """timm's PosterizeIncreasing reaches 0 bits at magnitude 10; Pillow >= 13 rejects 0 bits."""
+    image = Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3) * 5)
+    assert np.asarray(fair_views._posterize(image, 0)).max() == 0
+    assert np.array_equal(np.asarray(fair_views._posterize(image, 8)), np.asarray(image))
+    assert np.asarray(fair_views._posterize(image, 1)).max() == 128
+
+
+def test_wca_rows_weigh_descriptions_by_the_class_prompt(text):
+    """Table 3's (★) block and Table 7's WCA row keep WCA's description weights v_j (eq. 9)."""
+    b, (c, d), n = 3, text.initial.shape, FAST["n_crops"]
+    tokens = _tokens(b, n, d, 16, seed=3)
+    gen = torch.Generator().manual_seed(4)
+    class_txt = F.normalize(torch.randn(c, d, generator=gen), dim=-1)
+    prompted = fair.Text.from_descriptions(text.desc, text.mask, class_txt)
+    assert prompted.fingerprint() != text.fingerprint()
+    anchors = torch.nn.Parameter(text.initial.clone())
+    crops = tokens["features"][b:].reshape(b, n, d)
+    for row in ("WCA as PL (★)", "FAIR (w/ WCA PL)"):
+        config = fair.FairConfig(**{**FAST, **fa.ROWS[row]})
+        got = fair.pseudo_label_scores(config, tokens, b, anchors, prompted)
+        expected = scoring.wca_logits(crops, tokens["features"][:b], text.desc, text.mask, class_txt,
+                                      top_k=None, normalize=False)
+        torch.testing.assert_close(got, expected)
+        uniform = fair.pseudo_label_scores(config, tokens, b, anchors, text)
+        assert not torch.allclose(got, uniform)
+
+
+def test_adapt_scores_the_eval_set_after_each_epoch_without_changing_training(handle, small, text):
+    config = _config(epochs=2)
+    plain = fair.adapt(handle, small, text, config)
+    scored = fair.adapt(handle, small, text, config, eval_set=small, eval_batch_size=4)
+    assert len(plain["epoch_accuracy"]) == 0 and scored["epoch_accuracy"].shape == (2,)
+    assert "eval_features" not in plain and scored["eval_features"].shape == (len(small), text.initial.shape[1])
+    assert torch.equal(plain["anchors"], scored["anchors"]) and torch.equal(plain["history"], scored["history"])
+    adapted = fair.Adapted(handle, scored, config)
+    features = adapted.features(small, batch_size=4)
+    torch.testing.assert_close(adapted.eval_features, features)  # the last epoch's features are the final model's
+    final = adapted.logits(features)
+    assert scored["epoch_accuracy"][-1].item() == pytest.approx(metrics.accuracy(final, small.labels))
+    assert adapted.best_accuracy == scored["epoch_accuracy"].max().item()
+    assert np.isnan(fair.Adapted(handle, plain, config).best_accuracy)
