@@ -15,7 +15,9 @@ record (wall time, peak memory of this machine's process tree, every task) goes 
 ``runs/main_job.json``.
 
 On the default profile the executed notebooks replace the committed ones in ``notebooks/`` (they carry
-the default outputs readers see and nbval checks) and figures go to ``figures/``. Any other profile,
+the default outputs readers see and nbval checks) and figures go to ``figures/``; without ``DATA_ROOT``
+the notebooks go to ``runs/demo-without-data/`` instead, since the committed ones hold the EuroSAT
+cells of a run with it (the real-data figures are left as they are too). Any other profile,
 parameter file or grid writes under ``runs/`` (ignored by git), and ``--out`` moves the outputs
 anywhere, so a GPU run never overwrites the committed demo outputs.
 
@@ -54,6 +56,8 @@ from lib.runtime.locations import NOTEBOOKS_DIR, REPO_ROOT
 from lib.runtime.memory import ProcessTreePeak
 
 DEFAULT_PROFILE = "demo"
+
+WITHOUT_DATA = "demo-without-data"  # runs/<this>: the default run's notebooks when DATA_ROOT is not set
 
 
 def _read_parameters(parser, path: Path | None) -> dict:
@@ -108,7 +112,15 @@ def main(argv: list[str] | None = None) -> int:
             if not in_place:
                 parameters = {**({"profile": profile} if profile != DEFAULT_PROFILE else {}), **parameters,
                               "figures_root": str(out / "figures")}
-            tasks = [Task(p.stem, p, p if out is None else out / p.name, dict(parameters),
+            notebooks_out = out
+            if in_place and not os.environ.get("DATA_ROOT"):
+                # the committed notebooks hold the EuroSAT cells of a run with DATA_ROOT: a run without it
+                # leaves them as they are (as it leaves the real-data figures) and writes its notebooks here
+                notebooks_out = args.runs / WITHOUT_DATA
+                print(f"DATA_ROOT is not set: the committed notebooks (executed with the EuroSAT subset) are "
+                      f"left as they are; this run's notebooks go to {notebooks_out}/, its demo figures to "
+                      f"{locations.figures_dir()}/", file=sys.stderr)
+            tasks = [Task(p.stem, p, p if notebooks_out is None else notebooks_out / p.name, dict(parameters),
                           locations.figures_dir() if out is None else out / "figures", kernel_env())
                      for p in paths]
         used = {k: v for t in tasks for k, v in t.parameters.items()}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -25,3 +26,27 @@ def eurosat_root() -> Path:
     if not (Path(root) / "eurosat" / "split_zhou_EuroSAT.json").is_file():
         pytest.skip(f"DATA_ROOT={root} has no eurosat/split_zhou_EuroSAT.json")
     return Path(root)
+
+
+# The committed notebooks were executed with DATA_ROOT (the EuroSAT subset): without it, the cells whose
+# stored outputs show a real dataset print other text. nbval still executes them (an exception fails),
+# but compares their outputs only where DATA_ROOT is set, as every other data-dependent test does.
+REAL_DATASET_NAMES = re.compile(r"eurosat", re.IGNORECASE)  # the real datasets the committed runs hold
+
+
+def _stored_text(cell) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        parts.append("".join(output.get("text", "")))
+        parts += ["".join(v) for k, v in output.get("data", {}).items() if k.startswith("text/")]
+    return "\n".join(parts)
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("DATA_ROOT"):
+        return
+    for item in items:
+        cell, options = getattr(item, "cell", None), getattr(item, "options", None)
+        if cell is not None and options is not None and REAL_DATASET_NAMES.search(_stored_text(cell)):
+            options["check"] = False
+            item.user_properties.append(("output not compared", "DATA_ROOT is not set; the stored output shows a real dataset"))

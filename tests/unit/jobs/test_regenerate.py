@@ -311,3 +311,22 @@ def test_grid_cells_put_datasets_where_each_notebook_takes_them(tmp_path):
     ta, tb = grids.tasks(grid, [a, b], tmp_path / "out")
     assert ta.parameters["datasets"] == ["eurosat"] and tb.parameters["targets"] == ["eurosat"]
     assert tb.parameters["model"] == "ViT-B-32" and ta.name == "01_a[eurosat_ViT-B-32-openai]"
+
+
+@pytest.mark.parametrize("data_root", ["", "set"])
+def test_default_run_without_data_root_leaves_the_committed_notebooks(tmp_path, data_root):
+    """The committed notebooks hold the cells of a run with DATA_ROOT: a default run without it writes its
+    notebooks under runs/demo-without-data/ (git status stays clean); with it, they are replaced in place."""
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    committed = _notebook(folder / "01_data.ipynb", [PARAMS, "print('executed')"])
+    before = committed.read_bytes()
+    root = str(tmp_path) if data_root else ""
+    result = _cli("--notebooks", folder, "--runs", tmp_path / "runs", env={"DATA_ROOT": root})
+    assert result.returncode == 0, result.stderr
+    moved = tmp_path / "runs" / "demo-without-data" / "01_data.ipynb"
+    if data_root:
+        assert committed.read_bytes() != before and "executed" in committed.read_text() and not moved.exists()
+    else:
+        assert committed.read_bytes() == before and "executed" in moved.read_text()
+        assert "DATA_ROOT is not set: the committed notebooks" in result.stderr
