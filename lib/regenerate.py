@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 parameters = {**({"profile": profile} if profile != DEFAULT_PROFILE else {}), **parameters,
                               "figures_root": str(out / "figures")}
             notebooks_out = out
-            if in_place and not os.environ.get("DATA_ROOT"):
+            if in_place and locations.data_root() is None:
                 # the committed notebooks hold the EuroSAT cells of a run with DATA_ROOT: a run without it
                 # leaves them as they are (as it leaves the real-data figures) and writes its notebooks here
                 notebooks_out = args.runs / WITHOUT_DATA
