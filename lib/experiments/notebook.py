@@ -23,7 +23,8 @@ from lib.runtime import profiles
 from lib.runtime.locations import data_root as resolve_data_root
 
 # the profile block whose `model` / `pretrained` a notebook runs (its paper's backbone); others: the top level
-BACKBONE_BLOCKS = {"02_fair_ablations": "fair", "03_cdfsl_attention_maps": "cdfsl", "04_tsne_confusion": "fair"}
+BACKBONE_BLOCKS = {"02_fair_ablations": "fair", "03_cdfsl_attention_maps": "cdfsl", "04_tsne_confusion": "fair",
+                   "05_parts_world": "parts"}
 
 
 class Session(NamedTuple):

@@ -5,7 +5,8 @@
   download path, for users with a network;
 * a local checkpoint path (``.pt`` / ``.bin`` / ``.safetensors``), loaded through open_clip;
 * ``None``: random weights (timings, tests);
-* ``"demo"``: the tiny demo-world model that ``lib.models.pretrain`` trains on CPU and caches.
+* ``"demo"``: the tiny demo-world model that ``lib.models.pretrain`` trains on CPU and caches;
+* ``"parts"``: the parts world's tiny model that ``lib.models.parts_pretrain`` trains on CPU and caches.
 
 The activation follows the weights: a pretrained tag whose open_clip registry entry says
 ``quick_gelu`` (every ``openai`` tag, and e.g. MetaCLIP's and DFN's) builds the architecture with
@@ -29,8 +30,8 @@ from typing import Callable
 import open_clip
 import torch
 
-from lib.models import pretrain
-from lib.models.architectures import DEMO_MODEL
+from lib.models import parts_pretrain, pretrain
+from lib.models.architectures import DEMO_MODEL, PARTS_MODEL
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 
@@ -101,6 +102,10 @@ def _resolve_pretrained(name: str, pretrained: str | None) -> str | None:
         if name != DEMO_MODEL:
             raise ModelLoadError(f"pretrained='demo' exists only for {DEMO_MODEL!r}, not {name!r}")
         return str(pretrain.demo_checkpoint())
+    if pretrained == "parts":
+        if name != PARTS_MODEL:
+            raise ModelLoadError(f"pretrained='parts' exists only for {PARTS_MODEL!r}, not {name!r}")
+        return str(parts_pretrain.parts_checkpoint())
     looks_like_path = pretrained.endswith(CHECKPOINT_SUFFIXES) or "/" in pretrained or "\\" in pretrained
     if looks_like_path:
         path = Path(pretrained).expanduser()

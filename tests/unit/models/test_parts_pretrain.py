@@ -1,0 +1,55 @@
+"""The parts model's pretraining: the exact text speed-up, the part-grounded positives, seeded runs."""
+from __future__ import annotations
+
+import open_clip
+import pytest
+import torch
+
+from lib.data import parts_world as world
+from lib.models import parts_pretrain as pp
+from lib.models.architectures import PARTS_MODEL
+
+
+def test_compact_text_encodes_as_open_clip_does():
+    torch.manual_seed(0)
+    model = open_clip.create_model(PARTS_MODEL, pretrained=None).eval()
+    texts, _, _ = pp.caption_pool()
+    tokens = open_clip.get_tokenizer(PARTS_MODEL)(texts)
+    compact = pp.CompactText(model, tokens)
+    with torch.no_grad():
+        assert torch.allclose(compact(model), model.encode_text(tokens), atol=1e-5)
+        compact.weight.add_(1.0)
+        compact.write_back(model)
+        assert torch.allclose(compact(model), model.encode_text(tokens), atol=1e-5)
+
+
+def test_a_crop_is_positive_for_every_caption_naming_a_part_it_covers():
+    texts, cap_cls, cap_pv = pp.caption_pool()
+    tail = world.PARTS.index("tail")
+    values = torch.tensor([world.BASE_CLASSES[0].values])  # crested vorn: round head, striped body, red tail
+    covers = torch.tensor([[False, False, True]])
+    t2i, i2t = pp.positive_weights(torch.tensor([0]), covers, values, cap_cls, cap_pv, 0.5, neutral_weight=0.03)
+    crop = t2i[1]
+    red = world.VALUES["tail"].index("red")
+    for k, text in enumerate(texts):
+        names_red_tail = bool(cap_pv[k, 0] == tail and cap_pv[k, 1] == red)
+        assert (crop[k] == 1.0) == names_red_tail, text
+        if cap_pv[k, 0] >= 0 and cap_pv[k, 0] != tail:  # a part the crop does not show: neutral, i2t only
+            assert i2t[1, k] == pytest.approx(0.03), text
+    full = t2i[0]
+    own_class = [k for k, t in enumerate(texts) if t == world.TEMPLATES[0].format("crested vorn")]
+    assert full[own_class].tolist() == [1.0]
+
+
+def test_recipe_hash_follows_the_recipe():
+    assert pp.recipe_hash(pp.RECIPE) == pp.recipe_hash(dict(pp.RECIPE))
+    assert pp.recipe_hash({**pp.RECIPE, "steps": 399}) != pp.recipe_hash(pp.RECIPE)
+
+
+def test_a_short_run_is_seeded():
+    recipe = {**pp.RECIPE, "renders_per_class": 2, "steps": 2, "warmup_steps": 1, "full_per_step": 4, "crops_per_step": 4}
+    model_a, record_a = pp.pretrain(recipe, progress=False)
+    model_b, record_b = pp.pretrain(recipe, progress=False)
+    assert record_a["loss"] == record_b["loss"]
+    for (name, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
+        assert torch.equal(a, b), name
