@@ -6,4 +6,5 @@ seeded evaluation subsets. ``DESCRIPTOR_DIR`` holds the descriptions written for
 """
 from lib.data.base import DESCRIPTOR_DIR, SPLITS, DatasetError, ImageListDataset
 from lib.data.registry import READERS, canonical_name, known_names, layout_of, load_dataset
-from lib.data.resolve import DEMO_PREFIX, Subset, available, demo_dataset, open_datasets, subset
+from lib.data.resolve import (DEMO_PREFIX, PARTS_PREFIX, Subset, available, demo_dataset, open_datasets, parts_dataset,
+                              subset)

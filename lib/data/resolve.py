@@ -1,7 +1,7 @@
 """Datasets by name, for every notebook: a demo-world domain or a real dataset under the data root.
 
-``demo-<domain>`` or ``demo-<domain>@<knob>=<value>`` names a demo-world domain (``lib.data.demo_world``);
-any other name is read from the data root (``$DATA_ROOT``) through ``lib.data.registry``. A real dataset
+``demo-<domain>`` or ``demo-<domain>@<knob>=<value>`` names a demo-world domain (``lib.data.demo_world``),
+``parts-<domain>`` (same knob syntax) a parts-world domain (``lib.data.parts_world``); any other name is read from the data root (``$DATA_ROOT``) through ``lib.data.registry``. A real dataset
 that is not on disk is skipped with its reason, so the default profile runs without ``DATA_ROOT``.
 ``subset`` draws the seeded, smaller evaluation sets of the sweeps.
 """
@@ -16,20 +16,40 @@ import torch
 
 from lib.data import demo_world
 from lib.data.base import DatasetError
+from lib.data.parts_images import PartsWorld
+from lib.data.parts_world import domain_spec as parts_domain
 from lib.data.registry import load_dataset
 
 DEMO_PREFIX = "demo-"
+PARTS_PREFIX = "parts-"
+PARTS_PER_CLASS = 50  # renders per class of a parts-world split opened by name (600 images of the base classes)
 
 
-def demo_dataset(name: str, split: str = "test", seed: int = 0, n: int | None = None) -> demo_world.DemoDataset:
-    """``demo-<domain>`` or ``demo-<domain>@<knob>=<value>`` (e.g. ``demo-colour@colour=1.0``)."""
-    base, _, knobs = name[len(DEMO_PREFIX):].partition("@")
+def _knobs(name: str, prefix: str) -> tuple[str, dict]:
+    base, _, knobs = name[len(prefix):].partition("@")
     overrides = {}
     for item in filter(None, knobs.split(",")):
         knob, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"demo dataset {name!r}: write knobs as <knob>=<value>, got {item!r}")
+            raise ValueError(f"{prefix[:-1]} dataset {name!r}: write knobs as <knob>=<value>, got {item!r}")
         overrides[knob] = float(value)
+    return base, overrides
+
+
+def parts_dataset(name: str, split: str = "test", seed: int = 0, n: int | None = None) -> PartsWorld:
+    """``parts-<domain>`` or ``parts-<domain>@<knob>=<value>``: ``PARTS_PER_CLASS`` renders per class, or
+    enough for ``n`` images (class-balanced)."""
+    base, overrides = _knobs(name, PARTS_PREFIX)
+    spec = parts_domain(base, **overrides)
+    per_class = PARTS_PER_CLASS if n is None else max(1, -(-n // len(spec.class_defs)))
+    ds = PartsWorld(spec, split, n_per_class=per_class, seed=seed)
+    ds.name = name
+    return ds
+
+
+def demo_dataset(name: str, split: str = "test", seed: int = 0, n: int | None = None) -> demo_world.DemoDataset:
+    """``demo-<domain>`` or ``demo-<domain>@<knob>=<value>`` (e.g. ``demo-colour@colour=1.0``)."""
+    base, overrides = _knobs(name, DEMO_PREFIX)
     ds = demo_world.DemoDataset(demo_world.domain_spec(base, **overrides), split, n=n, seed=seed)
     ds.name = name
     return ds
@@ -42,6 +62,9 @@ def open_datasets(names: Sequence[str], split: str = "test", data_root: str | Pa
     for name in names:
         if name.startswith(DEMO_PREFIX):
             opened[name] = demo_dataset(name, split, seed, demo_size)
+            continue
+        if name.startswith(PARTS_PREFIX):
+            opened[name] = parts_dataset(name, split, seed, demo_size)
             continue
         try:
             opened[name] = load_dataset(name, split, root=data_root)

@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from lib.data import parts_world as world
+from lib.experiments import fair_ablations
 from lib.data.parts_images import PartsWorld
 from lib.features import cache as feature_cache
 from lib.features import crops as crop_sampler
@@ -218,3 +219,29 @@ def map_mass_table(maps: dict, parts: Sequence[str]) -> pd.DataFrame:
     mass, chance = 100 * maps["mass"].mean(0), 100 * maps["chance"].mean(0)
     return pd.DataFrame({"mass in the part's box (%)": mass.numpy(), "uniform map (%)": chance.numpy(),
                          "ratio": (mass / chance).numpy()}, index=pd.Index(list(parts), name="part"))
+
+
+def fair_profile(cfg: dict) -> dict:
+    """``cfg`` with its ``fair`` block overridden by ``parts.fair`` (the dataset, split sizes and ``config``
+    keys), for ``lib.experiments.fair_ablations`` to run FAIR on the parts world with the parts model."""
+    opts = block(cfg)["fair"]
+    fair = {**cfg["fair"], **{k: v for k, v in opts.items() if k not in ("config", "dataset", "seeds")}}
+    fair["config"] = {**cfg["fair"].get("config", {}), **opts.get("config", {})}
+    fair["datasets"] = [opts["dataset"]]
+    return {**cfg, "fair": fair}
+
+
+def fair_rows(handle: ModelHandle, cfg: dict, cache: feature_cache.FeatureCache) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(accuracy table: zero-shot (CuPL, FAIR's starting point) and FAIR per seed, final and best epoch;
+    the pseudo-label accuracy per epoch of each run) on ``parts.fair.dataset``."""
+    fcfg, opts = fair_profile(cfg), block(cfg)["fair"]
+    name = opts["dataset"]
+    logits, labels, _ = fair_ablations.zero_shot_logits(handle, fcfg, cache, name)
+    rows = [{"method": fair_ablations.CUPL_ZERO_SHOT, "seed": "-", "accuracy": metrics.accuracy(logits, labels)}]
+    curves = {}
+    for seed in opts["seeds"]:
+        result = fair_ablations.outcome(handle, fcfg, cache, fair_ablations.FairJob(name, "FAIR", seed=seed))
+        rows.append({"method": "FAIR", "seed": str(seed), "accuracy": result.accuracy,
+                     fair_ablations.BEST: result.best_accuracy})
+        curves[f"seed {seed}"] = 100 * fair_ablations.history(result)["pl_accuracy"]
+    return pd.DataFrame(rows).set_index(["method", "seed"]), pd.DataFrame(curves)

@@ -49,7 +49,7 @@ from tqdm import tqdm
 from lib.data import parts_world as world
 from lib.data.parts_images import WORLD_VERSION, PartsWorld
 from lib.models.architectures import CONFIG_DIR, PARTS_MODEL
-from lib.runtime.locations import atomic_write, cache_dir
+from lib.models.pretrain import cached_checkpoint, checkpoint_record
 
 PRETRAIN_VERSION = 1  # bump when the training loop or the loss changes: part of the recipe hash
 RECIPE = {
@@ -302,18 +302,13 @@ def pretrain(recipe: dict = RECIPE, progress: bool = True):
 
 def parts_checkpoint(recipe: dict = RECIPE, progress: bool = True) -> Path:
     """Path of the cached parts-world checkpoint, pretraining it first if this recipe has none yet."""
-    folder = cache_dir() / "parts-model"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{recipe_hash(recipe)}.pt"
-    if path.is_file():
-        return path
-    model, record = pretrain(recipe, progress=progress)
-    record = {k: v for k, v in record.items() if k != "loss"} | {"loss_every_10": record["loss"][::10]}
-    atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(record, indent=1).encode()))
-    atomic_write(path, lambda f: torch.save(model.state_dict(), f))  # the checkpoint last: it marks completion
-    return path
+    def train():
+        model, record = pretrain(recipe, progress=progress)
+        return model, {k: v for k, v in record.items() if k != "loss"} | {"loss_every_10": record["loss"][::10]}
+
+    return cached_checkpoint("parts-model", recipe_hash(recipe), train)
 
 
 def pretraining_record(recipe: dict = RECIPE) -> dict:
     """What the cached pretraining run recorded (recipe, timings, final loss)."""
-    return json.loads((cache_dir() / "parts-model" / f"{recipe_hash(recipe)}.json").read_text())
+    return checkpoint_record("parts-model", recipe_hash(recipe))

@@ -28,6 +28,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import open_clip
@@ -143,21 +144,35 @@ def pretrain(recipe: dict = RECIPE, progress: bool = True):
     return model, {"loss": history, "seconds": time.perf_counter() - start, "images": len(pixels)}
 
 
-def demo_checkpoint(recipe: dict = RECIPE, progress: bool = True) -> Path:
-    """Path of the cached demo checkpoint, pretraining it first if this recipe has none yet."""
-    folder = cache_dir() / "demo-model"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{recipe_hash(recipe)}.pt"
+def cached_checkpoint(folder: str, key: str, train: Callable[[], tuple[torch.nn.Module, dict]]) -> Path:
+    """``<cache>/<folder>/<key>.pt``, trained first by ``train() -> (model, record)`` when absent: the record
+    is written beside it as JSON, the checkpoint last (its presence marks a finished run)."""
+    directory = cache_dir() / folder
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{key}.pt"
     if path.is_file():
         return path
-    model, history = pretrain(recipe, progress=progress)
-    meta = {"recipe": recipe, "seconds": history["seconds"], "images": history["images"],
-            "final_loss": history["loss"][-1], "torch": torch.__version__}
-    atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1).encode()))
-    atomic_write(path, lambda f: torch.save(model.state_dict(), f))  # the checkpoint last: it marks completion
+    model, record = train()
+    atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(record, indent=1).encode()))
+    atomic_write(path, lambda f: torch.save(model.state_dict(), f))
     return path
+
+
+def checkpoint_record(folder: str, key: str) -> dict:
+    """The record ``cached_checkpoint`` wrote beside checkpoint ``key``."""
+    return json.loads((cache_dir() / folder / f"{key}.json").read_text())
+
+
+def demo_checkpoint(recipe: dict = RECIPE, progress: bool = True) -> Path:
+    """Path of the cached demo checkpoint, pretraining it first if this recipe has none yet."""
+    def train():
+        model, history = pretrain(recipe, progress=progress)
+        return model, {"recipe": recipe, "seconds": history["seconds"], "images": history["images"],
+                       "final_loss": history["loss"][-1], "torch": torch.__version__}
+
+    return cached_checkpoint("demo-model", recipe_hash(recipe), train)
 
 
 def pretraining_record(recipe: dict = RECIPE) -> dict:
     """What the cached pretraining run recorded (recipe, wall time, final loss)."""
-    return json.loads((cache_dir() / "demo-model" / f"{recipe_hash(recipe)}.json").read_text())
+    return checkpoint_record("demo-model", recipe_hash(recipe))

@@ -23,6 +23,22 @@ def _bare(ax):
     ax.grid(False)
 
 
+def _overlay(ax, image, heat, box, colour) -> None:
+    """``image`` with a patch-grid map ``heat`` (gh, gw) drawn over it and ``box`` outlined."""
+    size = image.shape[0]
+    _bare(ax)
+    ax.imshow(image, interpolation="nearest")
+    ax.imshow(heat, cmap="magma", alpha=0.6, extent=(-0.5, size - 0.5, size - 0.5, -0.5), interpolation="nearest")
+    _box(ax, box, colour, lw=1.8)
+
+
+def _image_column(axes, images, titles) -> None:
+    for ax, image, title in zip(axes, images, titles):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        _bare(ax)
+
+
 def world_samples(rows: dict, parts: tuple[str, ...]):
     """One row per domain: ``rows[name] = (images, part_boxes, titles, distinguishing part indices)``;
     every part box outlined in its part's colour, the class's distinguishing part drawn thicker."""
@@ -76,19 +92,29 @@ def part_maps(result: dict, parts: tuple[str, ...], n_images: int = 4):
     use_theme()
     n = min(n_images, len(result["images"]))
     fig, axes = plt.subplots(n, len(parts) + 1, figsize=(2.1 * (len(parts) + 1), 2.2 * n), squeeze=False)
-    size = result["images"].shape[1]
+    _image_column(axes[:, 0], result["images"][:n], result["classes"][:n])
     for i in range(n):
-        axes[i, 0].imshow(result["images"][i], interpolation="nearest")
-        axes[i, 0].set_title(result["classes"][i], fontsize=8)
-        _bare(axes[i, 0])
         for p, part in enumerate(parts):
             ax = axes[i, p + 1]
-            _bare(ax)
-            ax.imshow(result["images"][i], interpolation="nearest")
-            ax.imshow(result["maps"][i, p].numpy(), cmap="magma", alpha=0.6, extent=(-0.5, size - 0.5, size - 0.5, -0.5),
-                      interpolation="nearest")
-            _box(ax, result["parts"][i, p], PART_COLOURS[p], lw=1.8)
+            _overlay(ax, result["images"][i], result["maps"][i, p].numpy(), result["parts"][i, p], PART_COLOURS[p])
             ax.set_title(f"{part}: {100 * float(result['mass'][i, p]):.0f}% in box "
                          f"(uniform {100 * float(result['chance'][i, p]):.0f}%)", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def method_maps(example: dict):
+    """Rows: query images; columns: the image, then each method's map over the patch grid, the query's
+    distinguishing-part box outlined (``parts_episodes.example_maps``)."""
+    use_theme()
+    methods = list(example["maps"])
+    n = len(example["images"])
+    fig, axes = plt.subplots(n, len(methods) + 1, figsize=(2.2 * (len(methods) + 1), 2.2 * n), squeeze=False)
+    _image_column(axes[:, 0], example["images"], example["classes"])
+    for i in range(n):
+        for j, method in enumerate(methods):
+            _overlay(axes[i, j + 1], example["images"][i], example["maps"][method][i].numpy(), example["boxes"][i], "#2ec4b6")
+            if i == 0:
+                axes[i, j + 1].set_title(method, fontsize=8)
     fig.tight_layout()
     return fig

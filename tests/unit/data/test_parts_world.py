@@ -114,3 +114,17 @@ def test_cover_fraction_equals_a_plain_loop():
                 px0, py0, px1, py1 = parts[b, p].tolist()
                 inter = max(0, min(vx1, px1) - max(vx0, px0)) * max(0, min(vy1, py1) - max(vy0, py0))
                 assert got[b, n, p].item() == pytest.approx(inter / max(1, (px1 - px0) * (py1 - py0)))
+
+
+def test_parts_domains_open_by_name_with_knobs():
+    from lib.data import open_datasets
+
+    opened, skipped = open_datasets(["parts-colour@colour=0.4", "parts-novel"], "train", seed=2, demo_size=20)
+    assert not skipped
+    colour, novel = opened["parts-colour@colour=0.4"], opened["parts-novel"]
+    assert colour.name == "parts-colour@colour=0.4" and colour.spec.colour == 0.4 and colour.split == "train"
+    assert len(colour) == 24 and len(novel) == 27  # 20 images rounded up to whole classes (12 and 9 classes)
+    assert novel.classnames == [c.name for c in world.NOVEL_CLASSES]
+    with pytest.raises(ValueError, match="write knobs as <knob>=<value>"):
+        open_datasets(["parts-colour@colour"])
+

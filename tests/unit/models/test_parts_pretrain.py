@@ -53,3 +53,10 @@ def test_a_short_run_is_seeded():
     assert record_a["loss"] == record_b["loss"]
     for (name, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_parts_weights_exist_only_for_the_parts_architecture():
+    from lib.models import ModelLoadError, load_model
+
+    with pytest.raises(ModelLoadError, match="pretrained='parts' exists only for 'parts-tiny-vit'"):
+        load_model("demo-tiny-vit", "parts")
