@@ -81,6 +81,28 @@ def _digest(header: dict, *blobs: bytes) -> str:
         h.update(blob)
     return h.hexdigest()
 
+class RenderedImages(torch.utils.data.Dataset):
+    """A split rendered into memory (the demo worlds): ``images`` (N, H, W, 3) uint8 and ``labels`` (N,);
+    item i is (PIL image, label). ``fingerprint`` hashes ``fingerprint_header()``, the JSON of everything
+    that determines the images (``_digest``)."""
+
+    images: np.ndarray
+    labels: torch.Tensor
+
+    def fingerprint_header(self) -> dict:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return Image.fromarray(self.images[i]), int(self.labels[i])
+
+    @property
+    def fingerprint(self) -> str:
+        return _digest(self.fingerprint_header())
+
+
 def _read_bytes(path: Path, what: str, layout: str) -> bytes:
     try:
         return path.read_bytes()

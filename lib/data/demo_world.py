@@ -31,7 +31,7 @@ import torch
 from PIL import Image, ImageDraw
 from sklearn.datasets import load_digits
 
-from lib.data.base import DESCRIPTOR_DIR
+from lib.data.base import DESCRIPTOR_DIR, RenderedImages
 
 CLASSNAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEMPLATES = (
@@ -188,7 +188,7 @@ def render(spec: DomainSpec, digit_indices: np.ndarray, seed: int):
     return images, digits.target[digit_indices].astype(np.int64), boxes
 
 
-class DemoDataset(torch.utils.data.Dataset):
+class DemoDataset(RenderedImages):
     """One split of one demo domain: PIL images, labels, boxes, and a content fingerprint."""
 
     def __init__(self, spec: DomainSpec, split: str, n: int | None = None, seed: int = 0):
@@ -208,18 +208,7 @@ class DemoDataset(torch.utils.data.Dataset):
         images, labels, boxes = render(spec, pool, seed=seed * 2 + (split == "test"))
         self.images, self.labels, self.boxes = images, torch.from_numpy(labels), torch.from_numpy(boxes)
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        return Image.fromarray(self.images[i]), int(self.labels[i])
-
-    @property
-    def fingerprint(self) -> str:
-        """Content hash of everything that determines the images: spec, split, pool, seed, version."""
-        payload = json.dumps(
-            {"spec": dataclasses.asdict(self.spec), "split": self.split, "seed": self.seed,
-             "digits": self.digit_indices.tolist(), "version": WORLD_VERSION},
-            sort_keys=True,
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()
+    def fingerprint_header(self) -> dict:
+        """Everything that determines the images: spec, split, pool, seed, version."""
+        return {"spec": dataclasses.asdict(self.spec), "split": self.split, "seed": self.seed,
+                "digits": self.digit_indices.tolist(), "version": WORLD_VERSION}

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from lib.data.base import RenderedImages
 from lib.data.parts_world import (CLEAN_WIDTH, CLUTTER_MAX, FINE_MIN_SCALE, HUE_MAX, PARTS, SMALL_WIDTH, VALUES,
                                   ClassDef, DomainSpec, domain_spec)
 
@@ -221,7 +221,7 @@ def _stream(name: str) -> int:
     return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
 
 
-class PartsWorld(torch.utils.data.Dataset):
+class PartsWorld(RenderedImages):
     """One split of one parts-world domain: PIL images, labels, object and part boxes, a fingerprint.
 
     ``n_per_class`` images of every class of the domain (``spec.classes``), class-balanced, in
@@ -260,19 +260,8 @@ class PartsWorld(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.SPLITS[self.split], _stream(self.spec.name), i, WORLD_VERSION])
         return render_one(self.spec, self.class_defs[label], rng)
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        return Image.fromarray(self.images[i]), int(self.labels[i])
-
-    @property
-    def fingerprint(self) -> str:
-        """sha256 of everything that determines the images: spec, classes, split, size, seed, version."""
-        payload = json.dumps(
-            {"spec": dataclasses.asdict(self.spec), "classes": [dataclasses.asdict(c) for c in self.class_defs],
-             "split": self.split, "n_per_class": self.n_per_class, "seed": self.seed, "version": WORLD_VERSION,
-             "constants": [CLEAN_WIDTH, SMALL_WIDTH, FINE_MIN_SCALE, CLUTTER_MAX, HUE_MAX]},
-            sort_keys=True,
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()
+    def fingerprint_header(self) -> dict:
+        """Everything that determines the images: spec, classes, split, size, seed, version, constants."""
+        return {"spec": dataclasses.asdict(self.spec), "classes": [dataclasses.asdict(c) for c in self.class_defs],
+                "split": self.split, "n_per_class": self.n_per_class, "seed": self.seed, "version": WORLD_VERSION,
+                "constants": [CLEAN_WIDTH, SMALL_WIDTH, FINE_MIN_SCALE, CLUTTER_MAX, HUE_MAX]}

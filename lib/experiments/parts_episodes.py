@@ -107,9 +107,7 @@ def paired(long: pd.DataFrame, pairs: dict[str, tuple[str, str]]) -> pd.DataFram
     rows = {}
     for name, (a, b) in pairs.items():
         for measure in list(MEASURES.values())[:3]:
-            va = long[(long.method == a) & (long.measure == measure)].sort_values("episode").value.to_numpy()
-            vb = long[(long.method == b) & (long.measure == measure)].sort_values("episode").value.to_numpy()
-            mean, half = mean_ci(va - vb)
+            mean, half = mean_ci(differences(long, a, b, measure))
             rows.setdefault(name, {})[f"{measure}: mean"] = mean
             rows[name][f"{measure}: ± 95% CI"] = half
     return pd.DataFrame.from_dict(rows, orient="index")

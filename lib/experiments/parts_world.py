@@ -65,10 +65,6 @@ def text_side(handle: ModelHandle, classes: Sequence[world.ClassDef], cache: fea
             "dclip": d_desc, "cupl": c_desc, "mask": mask}
 
 
-def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return metrics.accuracy(logits, labels)
-
-
 def evaluate(handle: ModelHandle, settings: dict, domain: str, seed: int, cache: feature_cache.FeatureCache,
              with_crops: bool = True) -> dict[str, float]:
     """Every row of notebook 05 for one domain and seed: accuracies (%), description cosines, part
@@ -84,18 +80,18 @@ def evaluate(handle: ModelHandle, settings: dict, domain: str, seed: int, cache:
     else:
         feats = crop_sampler.crop_features(handle, data, crop_spec(settings, seed), cache=cache)
         img, crops, boxes = feats["global"], feats["crops"], feats["boxes"]
-    out["CLIP (templates)"] = _accuracy(scoring.clip_logits(img, text["txt"]), y)
-    out["CLIP (one template)"] = _accuracy(scoring.clip_logits(img, text["single"]), y)
-    out["CuPL"] = _accuracy(scoring.cupl_logits(img, text["cupl"], mask), y)
-    out["DCLIP"] = _accuracy(scoring.dclip_logits(img, text["dclip"], mask), y)
+    out["CLIP (templates)"] = metrics.accuracy(scoring.clip_logits(img, text["txt"]), y)
+    out["CLIP (one template)"] = metrics.accuracy(scoring.clip_logits(img, text["single"]), y)
+    out["CuPL"] = metrics.accuracy(scoring.cupl_logits(img, text["cupl"], mask), y)
+    out["DCLIP"] = metrics.accuracy(scoring.dclip_logits(img, text["dclip"], mask), y)
     if not with_crops:
         return out
-    out["WCA"] = _accuracy(scoring.wca_logits(crops, img, text["cupl"], mask, class_txt=text["single"]), y)
+    out["WCA"] = metrics.accuracy(scoring.wca_logits(crops, img, text["cupl"], mask, class_txt=text["single"]), y)
     covers = part_alignment.covering(boxes, data.part_boxes)
     for row, switches in LAZSL_ROWS.items():
         logits, plans = scoring.lazsl_logits(crops, img, text["dclip"], mask, theta=settings["theta"],
                                              eps=settings["eps"], return_plans=True, **switches)
-        out[row] = _accuracy(logits, y)
+        out[row] = metrics.accuracy(logits, y)
         if row in PLAN_ROWS:
             share, independent = part_alignment.plan_part_share(plans[torch.arange(len(y)), y], covers)
             out[f"plan part share, {row}"] = 100.0 * float(share.mean())
