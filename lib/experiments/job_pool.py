@@ -5,6 +5,8 @@ FAIR's ablation rows (``lib.experiments.fair_ablations``) and the CDFSL episode 
 independent and cached by content, so a notebook first fills the cache with ``run_jobs`` and then
 reads every result back in its own order. ``run(handle, cfg, cache, job, data_root)`` is the module's
 own "compute or read one job" function; each worker loads the model once per job from the profile.
+Jobs whose every cache entry is already stored are read here against a ``ReadOnlyCache`` and never
+reach a worker: a warm run starts no process (each would pay the imports, about 10 s).
 """
 from __future__ import annotations
 
@@ -35,6 +37,22 @@ def _run_one(run: Run, cfg: dict, job: Hashable, data_root: str | None) -> str |
         return f"{type(err).__name__}: {err}"
 
 
+def still_to_run(run: Run, cfg: dict, jobs: Sequence[Hashable], data_root: str | None,
+                 cache: feature_cache.FeatureCache | None = None) -> list[Hashable]:
+    """The jobs of ``jobs`` that need computing: each is run here against a read-only view of the cache
+    (nothing is trained or stored); one that misses an entry, or fails, is left for a worker, which
+    computes it (or reports its error) as before."""
+    probe = feature_cache.ReadOnlyCache(cache.root if cache is not None else None)
+    handle = models.load_model(cfg["model"], cfg["pretrained"], cfg["device"])
+    todo = []
+    for job in jobs:
+        try:
+            run(handle, cfg, probe, job, data_root)
+        except Exception:  # noqa: BLE001 -- CacheMiss, or an error the worker will report with its job
+            todo.append(job)
+    return todo
+
+
 def run_jobs(run: Run, cfg: dict, jobs: Sequence[Hashable], data_root: str | Path | None = None,
              workers: int = 1, cache: feature_cache.FeatureCache | None = None, what: str = "run(s)") -> None:
     """``run`` every distinct job, ``workers`` at a time in spawned processes with one torch thread
@@ -45,6 +63,9 @@ def run_jobs(run: Run, cfg: dict, jobs: Sequence[Hashable], data_root: str | Pat
         handle = models.load_model(cfg["model"], cfg["pretrained"], cfg["device"])
         for job in tqdm(jobs, desc=what, disable=None):
             run(handle, cfg, cache or feature_cache.FeatureCache(), job, data_root)
+        return
+    jobs = still_to_run(run, cfg, jobs, data_root, cache)
+    if not jobs:
         return
     failures = {}
     context = multiprocessing.get_context("spawn")

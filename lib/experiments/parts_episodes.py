@@ -130,12 +130,17 @@ def example_maps(handle: ModelHandle, settings: dict, cache: feature_cache.Featu
     per_class = len(chosen.query) // chosen.n_way
     picks = [c * per_class for c in range(min(n_queries, chosen.n_way))]
     head = text[list(chosen.classes)]
+    def tuned_maps(cfg: CdfslConfig) -> torch.Tensor:
+        tuned, _ = episode_runs.finetune_episode(handle, data, chosen, head, cfg)
+        out = episode_runs.query_maps(tuned, episode_runs.query_pixels(tuned, data, chosen), chosen.query_labels)
+        return out["text"][picks]
+
     maps = {}
-    for method in METHODS:
-        tuned, _ = episode_runs.finetune_episode(handle, data, chosen, head, config(settings, method))
-        pixels = episode_runs.query_pixels(tuned, data, chosen)
-        out = episode_runs.query_maps(tuned, pixels, chosen.query_labels)
-        maps[method] = out["text"][picks]
+    for method in METHODS:  # cached like the episodes: a warm run does not fine-tune again
+        cfg = config(settings, method)
+        maps[method] = feature_cache.cached(
+            handle, data, "parts-episode-maps", {**episode_runs.episode_settings(chosen, cfg, head), "queries": picks},
+            lambda: tuned_maps(cfg), cache=cache)
     indices = [chosen.query[i] for i in picks]
     return {"images": np.stack([data.data.images[i] for i in indices]), "boxes": data.boxes[indices],
             "classes": [data.classnames[i] for i in data.labels[indices].tolist()], "maps": maps}

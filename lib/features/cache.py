@@ -175,6 +175,25 @@ class FeatureCache:
 
 
 
+class CacheMiss(LookupError):
+    """A ``ReadOnlyCache`` has no (readable) entry for the key parts it was asked for."""
+
+
+class ReadOnlyCache(FeatureCache):
+    """A ``FeatureCache`` that never computes: a missing entry raises ``CacheMiss``. Running a job
+    against it tells, without training anything, whether every entry the job needs is stored
+    (``lib.experiments.job_pool`` starts worker processes only for the jobs that are not)."""
+
+    def get_or_compute(self, parts: dict, compute: Callable[[], T]) -> T:
+        path = self.path(self.key(parts))
+        value = self._load(path) if path.is_file() else None
+        if value is None:
+            self.misses += 1
+            raise CacheMiss(f"no entry {path.name} for kind {parts.get('kind')!r} under {self.root}")
+        self.hits += 1
+        return value
+
+
 # --------------------------------------------------------------------------------------------------
 # Feature helpers
 

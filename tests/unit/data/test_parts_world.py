@@ -60,8 +60,10 @@ def test_committed_descriptor_files_are_what_the_world_writes(tmp_path):
         assert isinstance(json.loads(committed.read_text()), dict)
 
 
-def test_renders_are_seeded_and_splits_disjoint():
+def test_renders_are_seeded_and_splits_disjoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "a"))
     a = PartsWorld("fine", "test", n_per_class=1, seed=3)
+    monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "b"))  # rendered again, not read from a's store
     b = PartsWorld("fine", "test", n_per_class=1, seed=3)
     assert np.array_equal(a.images, b.images) and torch.equal(a.part_boxes, b.part_boxes)
     assert a.fingerprint == b.fingerprint
@@ -128,3 +130,19 @@ def test_parts_domains_open_by_name_with_knobs():
     with pytest.raises(ValueError, match="write knobs as <knob>=<value>"):
         open_datasets(["parts-colour@colour"])
 
+
+
+def test_stored_renders_are_read_back_equal_and_bad_files_rendered_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPANION_CACHE", str(tmp_path))
+    first = PartsWorld("fine", "test", n_per_class=2, seed=3)
+    path = first.render_path()
+    assert path.is_file() and path.parent == tmp_path / "parts-renders"
+    again = PartsWorld("fine", "test", n_per_class=2, seed=3)  # read from the file, not rendered
+    assert np.array_equal(again.images, first.images)
+    assert torch.equal(again.part_boxes, first.part_boxes) and torch.equal(again.boxes, first.boxes)
+    assert np.array_equal(again.images[5], first.render(5, int(first.labels[5]))[0])  # equal to a fresh render
+    path.write_bytes(b"not an npz")
+    with pytest.warns(UserWarning, match="are unreadable .*rendering again"):
+        redone = PartsWorld("fine", "test", n_per_class=2, seed=3)
+    assert np.array_equal(redone.images, first.images)
+    assert PartsWorld("fine", "test", n_per_class=2, seed=4).render_path() != path  # the seed is in the name

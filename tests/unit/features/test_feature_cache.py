@@ -329,3 +329,13 @@ def test_other_kinds_go_through_cached(cache, dataset):
 def test_default_root_is_under_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "c"))
     assert FeatureCache().root == tmp_path / "c" / "features"
+
+
+def test_read_only_cache_reads_entries_and_never_computes(tmp_path):
+    FeatureCache(tmp_path).get_or_compute({"kind": "stored"}, lambda: torch.ones(2))
+    probe = feature_cache.ReadOnlyCache(tmp_path)
+    assert torch.equal(probe.get_or_compute({"kind": "stored"}, lambda: torch.zeros(2)), torch.ones(2))
+    with pytest.raises(feature_cache.CacheMiss, match="'missing'"):
+        probe.get_or_compute({"kind": "missing"}, lambda: torch.zeros(2))
+    assert {"kind": "missing"} not in FeatureCache(tmp_path)
+    assert (probe.hits, probe.misses) == (1, 1)
