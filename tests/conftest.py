@@ -9,6 +9,12 @@ from pathlib import Path
 import pytest
 
 import lib  # noqa: F401 -- pins the CPU kernels (lib.runtime.numerics) before any test or kernel computes
+import torch  # noqa: E402
+from lib.runtime import numerics  # noqa: E402
+
+# What the tests compute (and may store in the feature cache for the notebooks to read) uses the thread
+# count of the committed outputs' kernels, whatever the machine's core count.
+torch.set_num_threads(numerics.CPU_THREADS)
 
 # Nothing reaches a hub at test time: open_clip and huggingface_hub honour these.
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
+import torch
+
 from lib import models
 from lib.data import DatasetError, canonical_name
 from lib.data import open_datasets as _open
@@ -64,8 +66,11 @@ def start(notebook: str, profile: str, parameters: dict, data_root: str = "",
           figures_root: str | Path = "", block: str | None = None) -> Session:
     """Resolve ``profile`` with ``parameters`` (empty ones keep the profile's value; ``"fair.focus"``
     names a key inside a block: ``lib.runtime.profiles.apply``), load the notebook's model (``backbone``;
-    ``block`` defaults to ``BACKBONE_BLOCKS``) and open the cache and the output writer of ``notebook``."""
+    ``block`` defaults to ``BACKBONE_BLOCKS``) and open the cache and the output writer of ``notebook``; the
+    kernel computes with the profile's ``cpu_threads`` torch threads (``lib.runtime.numerics.CPU_THREADS``)."""
     cfg = backbone(profiles.load(profile, **parameters), block or BACKBONE_BLOCKS.get(notebook), parameters)
+    if cfg.get("cpu_threads"):  # the kernel's torch threads: the same numbers under the main job, nbval or by hand
+        torch.set_num_threads(cfg["cpu_threads"])
     handle = models.load_model(cfg["model"], cfg["pretrained"], cfg["device"])
     save = Saver(notebook, figures_root or None, is_real=is_real_dataset)
     return Session(cfg, handle, FeatureCache(), save, data_root or None)

@@ -221,7 +221,7 @@ def fair_profile(cfg: dict) -> dict:
     """``cfg`` with its ``fair`` block overridden by ``parts.fair`` (the dataset, split sizes and ``config``
     keys), for ``lib.experiments.fair_ablations`` to run FAIR on the parts world with the parts model."""
     opts = block(cfg)["fair"]
-    fair = {**cfg["fair"], **{k: v for k, v in opts.items() if k not in ("config", "dataset", "seeds")}}
+    fair = {**cfg["fair"], **{k: v for k, v in opts.items() if k not in ("config", "dataset", "seeds", "table3")}}
     fair["config"] = {**cfg["fair"].get("config", {}), **opts.get("config", {})}
     fair["datasets"] = [opts["dataset"]]
     return {**cfg, "fair": fair}
@@ -241,3 +241,15 @@ def fair_rows(handle: ModelHandle, cfg: dict, cache: feature_cache.FeatureCache)
                      fair_ablations.BEST: result.best_accuracy})
         curves[f"seed {seed}"] = 100 * fair_ablations.history(result)["pl_accuracy"]
     return pd.DataFrame(rows).set_index(["method", "seed"]), pd.DataFrame(curves)
+
+
+def fair_table3(handle: ModelHandle, cfg: dict, cache: feature_cache.FeatureCache) -> pd.DataFrame:
+    """FAIR's Table 3 (``fair_ablations.TABLES["table3"]``: its ablations, then FAIR) on ``parts.fair.dataset``
+    with the block's settings and its first training seed, trained here one after another as ``fair_rows``
+    trains FAIR (whose run it reuses): rows (zero-shot first), columns final and best-epoch accuracy and
+    FAIR's final accuracy minus the row's."""
+    fcfg, opts = fair_profile(cfg), block(cfg)["fair"]
+    fcfg = {**fcfg, "fair": {**fcfg["fair"], "config": {**fcfg["fair"]["config"], "seed": opts["seeds"][0]}}}
+    long = fair_ablations.table(handle, fcfg, cache, "table3", [opts["dataset"]]).droplevel("dataset")
+    long["FAIR minus row"] = long.loc["FAIR", fair_ablations.FINAL] - long[fair_ablations.FINAL]
+    return long

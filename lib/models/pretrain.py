@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from lib.data import demo_world as demo
 from lib.models.architectures import CONFIG_DIR, DEMO_MODEL
+from lib.runtime import numerics
 from lib.runtime.locations import atomic_write, cache_dir
 
 PRETRAIN_VERSION = 5  # bump when the training loop or the loss changes: part of the recipe hash
@@ -146,13 +147,17 @@ def pretrain(recipe: dict = RECIPE, progress: bool = True):
 
 def cached_checkpoint(folder: str, key: str, train: Callable[[], tuple[torch.nn.Module, dict]]) -> Path:
     """``<cache>/<folder>/<key>.pt``, trained first by ``train() -> (model, record)`` when absent: the record
-    is written beside it as JSON, the checkpoint last (its presence marks a finished run)."""
+    is written beside it as JSON, the checkpoint last (its presence marks a finished run). Training runs with
+    ``numerics.CPU_THREADS`` torch threads wherever it is called from, so a checkpoint is the same bytes
+    whether the main job, a notebook's kernel or a test trains it first."""
     directory = cache_dir() / folder
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{key}.pt"
     if path.is_file():
         return path
-    model, record = train()
+    with numerics.threads(numerics.CPU_THREADS):
+        model, record = train()
+    record = {**record, "torch_threads": numerics.CPU_THREADS}
     atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(record, indent=1).encode()))
     atomic_write(path, lambda f: torch.save(model.state_dict(), f))
     return path

@@ -13,6 +13,7 @@ committed ones). GPUs are not affected.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 CPU_ISA = {
@@ -26,3 +27,26 @@ def pin() -> None:
     """Set each variable of ``CPU_ISA`` unless the environment already sets it (children inherit them)."""
     for key, value in CPU_ISA.items():
         os.environ.setdefault(key, value)
+
+
+# The same numbers whatever the core count: torch splits a reduction among its intra-op threads, so a
+# seeded training run gives other last bits, then other weights, with another thread count (measured:
+# four steps of the parts model's pretraining end in other weights with 1 thread than with 2). The demo
+# checkpoints and every demo-profile kernel compute with this many threads (the profiles' ``cpu_threads``;
+# the main job's kernels would otherwise inherit Dask's OMP_NUM_THREADS=1, nbval's the machine's count);
+# the training runs of ``lib.experiments.job_pool`` run one thread per worker process, as they always did.
+CPU_THREADS = 2
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """Run the block with ``n`` torch intra-op threads (None: leave the count as it is), then restore it."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

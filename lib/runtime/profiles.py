@@ -24,6 +24,8 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "model": (str,),
     "pretrained": (str, type(None)),
     "device": (str,),
+    # torch CPU threads of every kernel (lib.runtime.numerics.CPU_THREADS: the committed demo outputs'); null: torch's default
+    "cpu_threads": (int, type(None)),
     "batch_size": (int,),
     "seed": (int,),
     "templates": (str,),

@@ -60,3 +60,24 @@ def test_parts_weights_exist_only_for_the_parts_architecture():
 
     with pytest.raises(ModelLoadError, match="pretrained='parts' exists only for 'parts-tiny-vit'"):
         load_model("demo-tiny-vit", "parts")
+
+
+def test_a_cached_checkpoint_is_the_same_bytes_whatever_the_callers_thread_count(tmp_path, monkeypatch):
+    """A main job's kernel has one torch thread (Dask's OMP_NUM_THREADS=1), a test process the machine's
+    count; the pretraining inside ``cached_checkpoint`` runs with ``numerics.CPU_THREADS`` either way."""
+    from lib.runtime import numerics
+
+    recipe = {**pp.RECIPE, "renders_per_class": 4, "steps": 3, "warmup_steps": 1, "full_per_step": 8, "crops_per_step": 16}
+    before = torch.get_num_threads()
+    weights = []
+    for caller_threads in (1, 3):
+        monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / str(caller_threads)))
+        torch.set_num_threads(caller_threads)
+        try:
+            path = pp.parts_checkpoint(recipe, progress=False)
+        finally:
+            torch.set_num_threads(before)
+        weights.append(torch.load(path, weights_only=True))
+        assert pp.pretraining_record(recipe)["torch_threads"] == numerics.CPU_THREADS
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
