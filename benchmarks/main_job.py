@@ -32,7 +32,8 @@ from benchmarks.report import Goal, Row, fmt, seconds
 from lib.runtime.locations import REPO_ROOT
 
 RECORD = REPO_ROOT / "runs" / "main_job.json"
-WALL_GOAL = Goal("<=", 10, " min")
+WALL_GOAL = Goal("<=", 10, " min")  # a cold run: empty cache, both demo models pretrained (issue 18)
+WARM_WALL_GOAL = Goal("<=", 2, " min")  # a fresh clone on a warm cache (issue 18)
 MEMORY_GOAL = Goal("<=", 4, " GB")
 # what each notebook of the main job spends its time on (the notebooks' own content, not a measurement)
 WORK = {"01": "crop-feature encoding for LaZSL and WCA", "02": "FAIR training runs",
@@ -123,11 +124,12 @@ def rows(record: dict | None, item: str = "6", source: str | None = None) -> lis
         wall_notes += (f". Dominant: {longest['task']} ({seconds(longest['seconds'])}, "
                        f"{longest['seconds'] / max(wall_s, 1e-9):.0%} of the wall time"
                        + (f": {what}" if what else "") + ")")
-    if WALL_GOAL.met(wall_min) is False:
-        wall_notes = f"Missed by {fmt(wall_min / WALL_GOAL.value)}x. " + wall_notes
+    goal = WARM_WALL_GOAL if str(record.get("cache", "")).startswith("warm") else WALL_GOAL
+    if goal.met(wall_min) is False:
+        wall_notes = f"Missed by {fmt(wall_min / goal.value)}x (goal of a {'warm' if goal is WARM_WALL_GOAL else 'cold'} run). " + wall_notes
     rss_gb = record["peak_rss_mb"] / 1024
     mem_notes = f"summed RSS of the job's process tree, sampled; {where}"
-    return [Row(f"{item}a", "main job: wall time (minutes)", wall_min, WALL_GOAL, wall_notes, unit=" min",
+    return [Row(f"{item}a", "main job: wall time (minutes)", wall_min, goal, wall_notes, unit=" min",
                 sides=[("main job wall time", float(wall_s))]),
             Row(f"{item}b", "main job: peak resident memory (GB)", rss_gb, MEMORY_GOAL, mem_notes, unit=" GB")]
 

@@ -165,3 +165,12 @@ def test_the_smoke_run_without_data_says_it_was_not_run(tmp_path, monkeypatch):
         paper_smoke.run(tmp_path, None, "cpu")
     args = runner.parse(["--device", "cpu", "--paper-check", "--smoke-out", str(tmp_path)])
     assert "Not run: the paper smoke run needs" in runner.smoke_section(args, time.perf_counter())
+
+
+def test_a_warm_main_job_is_held_to_the_warm_goal(tmp_path):
+    record = {"profile": "demo", "started": "s", "wall_s": 150.0, "peak_rss_mb": 900.0, "workers": 1,
+              "cache": "warm: 10 cached feature/run files", "tasks": [{"task": "01", "status": "ok", "seconds": 150.0}]}
+    wall, _ = main_job.rows(record)
+    assert wall.goal is main_job.WARM_WALL_GOAL and wall.met is False and "warm run" in wall.notes
+    cold, _ = main_job.rows({**record, "cache": "cold"})
+    assert cold.goal is main_job.WALL_GOAL and cold.met is True
