@@ -124,9 +124,10 @@ def rows(record: dict | None, item: str = "6", source: str | None = None) -> lis
         wall_notes += (f". Dominant: {longest['task']} ({seconds(longest['seconds'])}, "
                        f"{longest['seconds'] / max(wall_s, 1e-9):.0%} of the wall time"
                        + (f": {what}" if what else "") + ")")
-    goal = WARM_WALL_GOAL if str(record.get("cache", "")).startswith("warm") else WALL_GOAL
+    warm = str(record.get("cache", "")).startswith("warm")
+    goal = WARM_WALL_GOAL if warm else WALL_GOAL
     if goal.met(wall_min) is False:
-        wall_notes = f"Missed by {fmt(wall_min / goal.value)}x (goal of a {'warm' if goal is WARM_WALL_GOAL else 'cold'} run). " + wall_notes
+        wall_notes = f"Missed by {fmt(wall_min / goal.value)}x (goal of a {'warm' if warm else 'cold'} run). " + wall_notes
     rss_gb = record["peak_rss_mb"] / 1024
     mem_notes = f"summed RSS of the job's process tree, sampled; {where}"
     return [Row(f"{item}a", "main job: wall time (minutes)", wall_min, goal, wall_notes, unit=" min",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import lib  # noqa: F401 -- pins the CPU kernels (lib.runtime.numerics) before any test or kernel computes
-import torch  # noqa: E402
-from lib.runtime import numerics  # noqa: E402
+import torch
+from lib.runtime import numerics
 
 # What the tests compute (and may store in the feature cache for the notebooks to read) uses the thread
 # count of the committed outputs' kernels, whatever the machine's core count.

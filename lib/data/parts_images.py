@@ -254,7 +254,7 @@ class PartsWorld(RenderedImages):
         self.classnames = [c.name for c in self.class_defs]
         n = n_per_class * len(self.class_defs)
         labels = np.arange(n) % len(self.class_defs)
-        arrays = self._stored() or self._render_all(labels)
+        arrays = self._stored(n) or self._render_all(labels)
         self.images = arrays["images"]
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.boxes = torch.from_numpy(arrays["boxes"])  # (N, 4) object box xyxy
@@ -278,8 +278,9 @@ class PartsWorld(RenderedImages):
             warnings.warn(f"parts-world renders not stored at {path}: {err}", stacklevel=3)
         return arrays
 
-    def _stored(self) -> dict[str, np.ndarray] | None:
-        """The split as a previous process stored it, or None (absent or unreadable: rendered again)."""
+    def _stored(self, n: int) -> dict[str, np.ndarray] | None:
+        """The split of ``n`` images as a previous process stored it, or None (absent, unreadable or of
+        another shape: rendered again)."""
         path = self.render_path()
         if not path.is_file():
             return None
@@ -290,7 +291,6 @@ class PartsWorld(RenderedImages):
             warnings.warn(f"stored parts-world renders {path} are unreadable ({type(err).__name__}: {err}); "
                           "rendering again", stacklevel=3)
             return None
-        n = self.n_per_class * len(self.class_defs)
         canvas = self.spec.canvas
         if arrays["images"].shape != (n, canvas, canvas, 3) or arrays["part_boxes"].shape[:2] != (n, len(PARTS)):
             warnings.warn(f"stored parts-world renders {path} have the wrong shape; rendering again", stacklevel=3)

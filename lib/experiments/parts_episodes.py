@@ -130,6 +130,7 @@ def example_maps(handle: ModelHandle, settings: dict, cache: feature_cache.Featu
     per_class = len(chosen.query) // chosen.n_way
     picks = [c * per_class for c in range(min(n_queries, chosen.n_way))]
     head = text[list(chosen.classes)]
+
     def tuned_maps(cfg: CdfslConfig) -> torch.Tensor:
         tuned, _ = episode_runs.finetune_episode(handle, data, chosen, head, cfg)
         out = episode_runs.query_maps(tuned, episode_runs.query_pixels(tuned, data, chosen), chosen.query_labels)

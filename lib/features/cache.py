@@ -144,12 +144,9 @@ class FeatureCache:
         """
         key = self.key(parts)
         path = self.path(key)
-        if path.is_file():
-            value = self._load(path)
-            if value is not None:
-                self.hits += 1
-                return value
-        self.misses += 1
+        value = self._stored(path)
+        if value is not None:
+            return value
         value = _to_storable(compute())
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: torch.save(value, f))
@@ -157,6 +154,15 @@ class FeatureCache:
         atomic_write(path.with_suffix(".json"), lambda f: f.write(
             json.dumps({"key": key, "cache_format": CACHE_FORMAT, "parts": parts}, sort_keys=True, indent=1).encode()
         ))
+        return value
+
+    def _stored(self, path: Path):
+        """The readable entry at ``path`` (counted as a hit), or None (counted as a miss)."""
+        value = self._load(path) if path.is_file() else None
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
         return value
 
     def _load(self, path: Path):
@@ -186,11 +192,9 @@ class ReadOnlyCache(FeatureCache):
 
     def get_or_compute(self, parts: dict, compute: Callable[[], T]) -> T:
         path = self.path(self.key(parts))
-        value = self._load(path) if path.is_file() else None
+        value = self._stored(path)
         if value is None:
-            self.misses += 1
             raise CacheMiss(f"no entry {path.name} for kind {parts.get('kind')!r} under {self.root}")
-        self.hits += 1
         return value
 
 
