@@ -51,7 +51,7 @@ from lib.jobs.cluster import execute, kernel_env
 from lib.jobs.record import cache_state, summary, write_record
 from lib.jobs.resume import output_folders, remove_stale_temporaries
 from lib.jobs.tasks import ParameterError, Task, check_parameters, declared_parameters, notebooks
-from lib.runtime import locations, profiles
+from lib.runtime import locations, machine, profiles
 from lib.runtime.locations import NOTEBOOKS_DIR, REPO_ROOT
 from lib.runtime.memory import ProcessTreePeak
 
@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         remove_stale_temporaries(output_folders(tasks))
         print("interrupted: finished tasks are recorded; rerun to resume", file=sys.stderr)
         return 130
+    if not args.grid and out is None and any(r.status == "ok" for r in results):
+        machine.write(locations.figures_dir())  # the processor behind these figures' last bits
     if any(r.status != "skipped" for r in results):  # a run that only skipped keeps the last record
         write_record(args.runs / "main_job.json", profile, started, time.perf_counter() - start, memory.peak,
                      args.workers, results, cache)
