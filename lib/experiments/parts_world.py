@@ -16,14 +16,14 @@ import torch
 from tqdm import tqdm
 
 from lib.data import parts_world as world
-from lib.experiments import fair_ablations
+from lib.experiments import fair_ablations, tsne_confusion
 from lib.data.parts_images import PartsWorld
 from lib.features import cache as feature_cache
 from lib.features import crops as crop_sampler
 from lib.features.descriptors import dclip_sentence
 from lib.features.text import class_embeddings, description_features
 from lib.methods import localisation, metrics, part_alignment, scoring
-from lib.models import ModelHandle, image_tokens
+from lib.models import ModelHandle, image_tokens, load_model
 from lib.report.outputs import headline_key
 
 # LaZSL's ablation rows (LaZSL Table 4's order), each the switches of ``scoring.lazsl_logits``
@@ -40,6 +40,13 @@ ZERO_SHOT_ROWS = ("CLIP (templates)", "CLIP (one template)", "CuPL", "DCLIP", "W
 def block(cfg: dict) -> dict | None:
     """The profile's ``parts`` settings, or None where the profile runs no parts world."""
     return cfg.get("parts") or None
+
+
+def model(cfg: dict) -> ModelHandle:
+    """The block's model (``parts.model`` with ``parts.pretrained``) on the profile's device: what notebook
+    05 runs on, loaded by the notebooks whose own backbone is the digits world's (04)."""
+    settings = block(cfg)
+    return load_model(settings["model"], settings["pretrained"], cfg["device"])
 
 
 def test_set(domain: str, seed: int, n_per_class: int) -> PartsWorld:
@@ -100,6 +107,43 @@ def evaluate(handle: ModelHandle, settings: dict, domain: str, seed: int, cache:
     out["part retrieval"] = 100.0 * float(hit.float().mean())
     out["part retrieval: chance"] = 100.0 * float(chance.mean())
     return out
+
+
+THETA_ROWS = {"LaZSL (+ selection + hybrid)": True, "+ OT + hybrid, no selection": False}  # row -> vision selection
+
+
+def theta_rows(handle: ModelHandle, settings: dict, cache: feature_cache.FeatureCache,
+               thetas: Sequence[float]) -> pd.DataFrame:
+    """LaZSL's accuracy (%) against its hybrid weight theta (S = (1 - theta) g + theta R; theta = 1: crops
+    only) on each of the block's ``crop_domains`` and ``seeds``, with and without vision selection
+    (``THETA_ROWS``), on ``evaluate``'s test renders and crops (read from the cache notebook 05 fills):
+    rows parameter ("theta on parts-<domain>"), method, value, seed, accuracy."""
+    records = []
+    jobs = [(d, s) for d in settings["crop_domains"] for s in settings["seeds"]]
+    for domain, seed in tqdm(jobs, desc="theta", disable=None):
+        data = test_set(domain, seed, settings["n_per_class"])
+        text = text_side(handle, data.class_defs, cache)
+        feats = crop_sampler.crop_features(handle, data, crop_spec(settings, seed), cache=cache)
+        for method, select in THETA_ROWS.items():
+            for theta in thetas:
+                logits = scoring.lazsl_logits(feats["crops"], feats["global"], text["dclip"], text["mask"],
+                                              theta=float(theta), eps=settings["eps"], select=select)
+                records.append({"parameter": f"theta on parts-{domain}", "method": method, "value": float(theta),
+                                "seed": seed, "accuracy": metrics.accuracy(logits, data.labels)})
+    return pd.DataFrame.from_records(records)
+
+
+def theta_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """``theta_rows`` as (parameter, method) x theta of "mean ± std" over seeds."""
+    stats = rows.groupby(["parameter", "method", "value"], sort=False).accuracy.agg(["mean", "std"])
+    return stats.apply(lambda r: f"{r['mean']:.1f} ± {r['std']:.1f}", axis=1).unstack("value")
+
+
+def theta_headline(rows: pd.DataFrame) -> dict[str, float]:
+    """``theta | <method>, theta=<value> | parts-<domain>``: the mean accuracy over seeds of ``theta_rows``."""
+    means = rows.groupby(["parameter", "method", "value"], sort=False).accuracy.mean()
+    return {headline_key("theta", f"{method}, theta={value:g}", param.removeprefix("theta on ")): round(float(v), 2)
+            for (param, method, value), v in means.items()}
 
 
 def measure(handle: ModelHandle, settings: dict, cache: feature_cache.FeatureCache) -> pd.DataFrame:
@@ -253,3 +297,11 @@ def fair_table3(handle: ModelHandle, cfg: dict, cache: feature_cache.FeatureCach
     long = fair_ablations.table(handle, fcfg, cache, "table3", [opts["dataset"]]).droplevel("dataset")
     long["FAIR minus row"] = long.loc["FAIR", fair_ablations.FINAL] - long[fair_ablations.FINAL]
     return long
+
+
+def fair_states(handle: ModelHandle, cfg: dict, cache: feature_cache.FeatureCache) -> dict[str, dict]:
+    """Notebook 04's before / after states (``tsne_confusion.states``) on ``parts.fair.dataset``: the frozen
+    parts model with CuPL's anchors, and FAIR's run of ``fair_rows`` (its first training seed; reused
+    from the cache when notebook 05 trained it)."""
+    fcfg, opts = fair_profile(cfg), block(cfg)["fair"]
+    return tsne_confusion.states(handle, fcfg, cache, [opts["dataset"]], seed=opts["seeds"][0])

@@ -3,7 +3,8 @@
 For each dataset, ``states`` holds the frozen encoder with Z*_0 ("before") and the FAIR run's adapted
 encoder with the learned Z* ("after"): features, logits and anchors of the test split;
 ``separation`` gives accuracy, silhouette and the cosine to the own anchor of both; ``tsne_panels``
-the two maps of a seeded sample (``lib.methods.feature_space``).
+the two maps of a seeded sample (``lib.methods.feature_space``); on a dataset whose classes come in
+sibling groups (the parts world), ``sibling_errors`` the share of errors that stay inside the true class's group.
 """
 from __future__ import annotations
 
@@ -20,17 +21,42 @@ STATES = ("before", "after")
 PANEL_TITLES = {"before": "before (Z*₀, frozen encoder)", "after": "after (learned Z*, adapted encoder)"}
 
 
-def states(handle, cfg: dict, cache, names: Sequence[str], data_root=None) -> dict[str, dict]:
-    """{dataset: {"classes", "labels", "before": (features, logits, anchors), "after": (...)}}."""
+def states(handle, cfg: dict, cache, names: Sequence[str], data_root=None, seed: int | None = None) -> dict[str, dict]:
+    """{dataset: {"classes", "labels", "groups", "before": (features, logits, anchors), "after": (...)}}:
+    FAIR's run with training ``seed`` (None: the profile's); ``groups`` is (C,) sibling-group ids where the
+    dataset's classes have groups (the parts world's ``class_defs``), else None."""
     out = {}
     for name in names:
         logits0, labels, feats0 = fa.zero_shot_logits(handle, cfg, cache, name, data_root)
         test = fa.splits(cfg, name, "transductive", data_root)[1]
-        run = fa.outcome(handle, cfg, cache, fa.FairJob(name, "FAIR"), data_root)
+        run = fa.outcome(handle, cfg, cache, fa.FairJob(name, "FAIR", seed=seed), data_root)
         initial = fa.text(handle, test, cfg, cache, data_root).initial
-        out[name] = {"classes": test.classnames, "labels": labels,
+        out[name] = {"classes": test.classnames, "labels": labels, "groups": sibling_groups(test),
                      "before": (feats0, logits0, initial), "after": (run.features, run.logits, run.adapted.anchors)}
     return out
+
+
+def sibling_groups(dataset) -> torch.Tensor | None:
+    """(C,) group ids of ``dataset``'s classes in class order (``class_defs[c].group``), or None without them."""
+    defs = getattr(dataset, "class_defs", None)
+    if not defs:
+        return None
+    ids = {g: i for i, g in enumerate(dict.fromkeys(c.group for c in defs))}
+    return torch.tensor([ids[c.group] for c in defs])
+
+
+def sibling_errors(by_dataset: dict[str, dict]) -> pd.DataFrame:
+    """(dataset, state) x errors, % of them on a sibling class, % a uniformly wrong prediction would put
+    there; datasets without groups are left out."""
+    rows = []
+    for name, s in by_dataset.items():
+        if s.get("groups") is None:
+            continue
+        for state in STATES:
+            share, chance, errors = metrics.sibling_error_share(s[state][1], s["labels"], s["groups"])
+            rows.append({"dataset": name, "state": state, "errors": errors, "on a sibling (%)": share,
+                         "uniform errors (%)": chance})
+    return pd.DataFrame(rows).set_index(["dataset", "state"]) if rows else pd.DataFrame()
 
 
 def separation(by_dataset: dict[str, dict]) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 ``lib.report.outputs``'s job. ``use_theme`` is the one seaborn theme of every figure."""
 from __future__ import annotations
 
+import itertools
 import textwrap
 
 import matplotlib.pyplot as plt
@@ -251,7 +252,7 @@ def embedding_panels(panels: dict, classnames, title: str = ""):
     anchors (C, 2)); dots coloured by true class, stars for the Class Description Anchors."""
     use_theme()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
-    palette = sns.color_palette("tab10", len(classnames))
+    palette = sns.color_palette("tab10" if len(classnames) <= 10 else "tab20", len(classnames))  # tab10 repeats past 10
     for ax, (name, (points, labels, anchors)) in zip(axes[0], panels.items()):
         names = [classnames[int(i)] for i in labels]
         sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=names, hue_order=list(classnames), palette=palette,
@@ -269,8 +270,9 @@ def embedding_panels(panels: dict, classnames, title: str = ""):
     return fig
 
 
-def confusion_pair(matrices: dict, classnames, title: str = ""):
-    """Fig. 5: row-normalised confusion matrices (%) side by side. ``matrices``: name -> (C, C) array."""
+def confusion_pair(matrices: dict, classnames, title: str = "", groups=None):
+    """Fig. 5: row-normalised confusion matrices (%) side by side. ``matrices``: name -> (C, C) array;
+    ``groups`` ((C,) group ids, siblings consecutive: the parts world) outlines each group's block."""
     use_theme()
     n = len(classnames)
     fig, axes = plt.subplots(1, len(matrices), figsize=(0.9 + 0.42 * n * len(matrices), 0.8 + 0.36 * n), squeeze=False)
@@ -281,9 +283,17 @@ def confusion_pair(matrices: dict, classnames, title: str = ""):
         ax.set_ylabel("true")
         ax.set_title(name, fontsize=10)
         ax.tick_params(labelsize=7)
+        for start, size in _runs(groups):
+            ax.add_patch(Rectangle((start, start), size, size, fill=False, edgecolor="tab:orange", linewidth=1.5))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _runs(groups) -> list[tuple[int, int]]:
+    """(start, length) of each run of equal consecutive ids in ``groups`` (none for None)."""
+    sizes = [len(list(run)) for _, run in itertools.groupby(int(g) for g in (groups if groups is not None else []))]
+    return [(sum(sizes[:i]), n) for i, n in enumerate(sizes)]
 
 
 def fewshot_intervals(table: pd.DataFrame, title: str = ""):

@@ -59,3 +59,36 @@ def test_fair_table3_runs_table3_on_the_parts_dataset_with_fairs_seed(monkeypatc
     assert seen["configs"]["FAIR w/o LAS"].text == "initial" and seen["configs"]["FAIR w/o LAS"].seed == fair_cfg.seed
     fair_final = out.loc["FAIR", fa.FINAL]
     assert (out["FAIR minus row"] == fair_final - out[fa.FINAL]).all() and out.loc["FAIR", "FAIR minus row"] == 0
+
+
+def test_fair_states_use_fairs_run_of_notebook_05_and_the_sibling_groups(monkeypatch):
+    from lib.experiments import fair_ablations as fa
+    from lib.experiments import tsne_confusion
+
+    cfg = profiles.load("demo")
+    opts = cfg["parts"]["fair"]
+    seen = {}
+    test = PartsWorld(world.domain_spec("colour"), "test", n_per_class=1, seed=0)
+    labels = test.labels
+    logits = torch.nn.functional.one_hot(labels, len(test.classnames)).float()
+    monkeypatch.setattr(fa, "zero_shot_logits", lambda *a, **k: (logits, labels, torch.zeros(len(labels), 4)))
+    monkeypatch.setattr(fa, "splits", lambda *a, **k: (None, test))
+    monkeypatch.setattr(fa, "text", lambda *a, **k: type("T", (), {"initial": torch.zeros(len(test.classnames), 4)}))
+
+    run = type("Run", (), {"features": torch.zeros(len(labels), 4), "logits": logits,
+                           "adapted": type("A", (), {"anchors": None})})
+
+    def fake_outcome(handle, fcfg, cache, job, data_root=None):
+        seen["config"] = fa.config(fcfg, job)
+        return run
+
+    monkeypatch.setattr(fa, "outcome", fake_outcome)
+    states = pw.fair_states(None, cfg, None)
+    assert list(states) == [opts["dataset"]]
+    assert seen["config"] == fa.config(pw.fair_profile(cfg), fa.FairJob(opts["dataset"], "FAIR", seed=opts["seeds"][0]))
+    groups = states[opts["dataset"]]["groups"]
+    assert len(groups) == len(test.classnames) and len(set(groups.tolist())) == len(test.classnames) // 3
+    for c, d in enumerate(test.class_defs):  # one id per family, the same for every sibling
+        assert all((groups[c] == groups[e]) == (d.group == f.group) for e, f in enumerate(test.class_defs))
+    table = tsne_confusion.sibling_errors(states)
+    assert (table["errors"] == 0).all()  # perfect logits: no errors to share out
