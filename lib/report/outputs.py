@@ -101,7 +101,9 @@ class Saver:
     def table(self, table: pd.DataFrame, name: str, float_format: str = "%.2f") -> list[Path]:
         if "dataset" not in (table.index.names or []):
             return [save_table(table, self.notebook, name, self.root, float_format)]
-        is_demo = table.index.get_level_values("dataset").str.startswith(self.demo_prefix)
+        names = table.index.get_level_values("dataset")
+        # real datasets apart: by ``is_real`` where given (so the parts world's names stay with the demo's)
+        is_demo = ~names.map(self.is_real).to_numpy(bool) if self.is_real else names.str.startswith(self.demo_prefix)
         paths = []
         for part, suffix in ((table[is_demo], ""), (table[~is_demo], "_real_datasets")):
             if len(part):

@@ -79,3 +79,13 @@ def test_headline_numbers_of_real_datasets_go_to_their_own_file(tmp_path):
     only_real = outputs.Saver("paper", tmp_path, is_real=is_real).headline({"main | CLIP | EuroSAT": 40.0})
     assert [p.name for p in only_real] == ["headline_real_datasets.json"]  # a paper-profile run: no empty headline.json
     assert [p.name for p in outputs.Saver("plain", tmp_path).headline(both)] == ["headline.json"]
+
+
+def test_tables_of_the_parts_world_stay_beside_the_demo_worlds(tmp_path):
+    """The real-data file holds what ``is_real`` calls real, not every name without the demo prefix."""
+    save = outputs.Saver("nb", tmp_path, is_real={"eurosat"}.__contains__)
+    index = pd.MultiIndex.from_tuples([("demo-colour", "before"), ("parts-colour@colour=0.4", "before"),
+                                       ("eurosat", "before")], names=["dataset", "state"])
+    paths = save.table(pd.DataFrame({"accuracy": [1.0, 2.0, 3.0]}, index=index), "separation")
+    assert [p.name for p in paths] == ["separation.csv", "separation_real_datasets.csv"]
+    assert "parts-colour@colour=0.4" in paths[0].read_text() and "parts" not in paths[1].read_text()
