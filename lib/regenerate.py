@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         remove_stale_temporaries(output_folders(tasks))
         print("interrupted: finished tasks are recorded; rerun to resume", file=sys.stderr)
         return 130
-    if not args.grid and out is None and any(r.status == "ok" for r in results):
+    if out is None and any(r.status == "ok" for r in results):  # in place: the default figures (a grid has its own out)
         machine.write(locations.figures_dir())  # the processor behind these figures' last bits
     if any(r.status != "skipped" for r in results):  # a run that only skipped keeps the last record
         write_record(args.runs / "main_job.json", profile, started, time.perf_counter() - start, memory.peak,

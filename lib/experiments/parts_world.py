@@ -72,12 +72,21 @@ def text_side(handle: ModelHandle, classes: Sequence[world.ClassDef], cache: fea
             "dclip": d_desc, "cupl": c_desc, "mask": mask}
 
 
+def split_inputs(handle: ModelHandle, settings: dict, domain: str, seed: int, cache: feature_cache.FeatureCache,
+                 with_crops: bool = True) -> tuple[PartsWorld, dict, dict | None]:
+    """The test renders of ``domain`` and ``seed``, their classes' ``text_side`` and their crop features
+    (``global``, ``crops``, ``boxes``; None without crops): what every scoring of a split starts from."""
+    data = test_set(domain, seed, settings["n_per_class"])
+    text = text_side(handle, data.class_defs, cache)
+    feats = crop_sampler.crop_features(handle, data, crop_spec(settings, seed), cache=cache) if with_crops else None
+    return data, text, feats
+
+
 def evaluate(handle: ModelHandle, settings: dict, domain: str, seed: int, cache: feature_cache.FeatureCache,
              with_crops: bool = True) -> dict[str, float]:
     """Every row of notebook 05 for one domain and seed: accuracies (%), description cosines, part
     retrieval and plan part shares (%, with their chance / independent-coupling values)."""
-    data = test_set(domain, seed, settings["n_per_class"])
-    text = text_side(handle, data.class_defs, cache)
+    data, text, feats = split_inputs(handle, settings, domain, seed, cache, with_crops)
     y, mask = data.labels, text["mask"]
     out = {"chance": 100.0 / len(data.class_defs),
            "description cosine (DCLIP)": float(part_alignment.within_class_cosine(text["dclip"], mask).mean()),
@@ -85,7 +94,6 @@ def evaluate(handle: ModelHandle, settings: dict, domain: str, seed: int, cache:
     if not with_crops:
         img = feature_cache.image_features(handle, data, cache=cache)
     else:
-        feats = crop_sampler.crop_features(handle, data, crop_spec(settings, seed), cache=cache)
         img, crops, boxes = feats["global"], feats["crops"], feats["boxes"]
     out["CLIP (templates)"] = metrics.accuracy(scoring.clip_logits(img, text["txt"]), y)
     out["CLIP (one template)"] = metrics.accuracy(scoring.clip_logits(img, text["single"]), y)
@@ -121,9 +129,7 @@ def theta_rows(handle: ModelHandle, settings: dict, cache: feature_cache.Feature
     records = []
     jobs = [(d, s) for d in settings["crop_domains"] for s in settings["seeds"]]
     for domain, seed in tqdm(jobs, desc="theta", disable=None):
-        data = test_set(domain, seed, settings["n_per_class"])
-        text = text_side(handle, data.class_defs, cache)
-        feats = crop_sampler.crop_features(handle, data, crop_spec(settings, seed), cache=cache)
+        data, text, feats = split_inputs(handle, settings, domain, seed, cache)
         for method, select in THETA_ROWS.items():
             for theta in thetas:
                 logits = scoring.lazsl_logits(feats["crops"], feats["global"], text["dclip"], text["mask"],
@@ -210,10 +216,7 @@ def plan_example(handle: ModelHandle, settings: dict, domain: str, index: int,
                  cache: feature_cache.FeatureCache) -> dict:
     """One test image of ``domain`` (seed = the block's first) with its crops, part boxes and the
     true class's LaZSL plan (N, P) for the figure of the plan's crops per description."""
-    seed = settings["seeds"][0]
-    data = test_set(domain, seed, settings["n_per_class"])
-    text = text_side(handle, data.class_defs, cache)
-    feats = crop_sampler.crop_features(handle, data, crop_spec(settings, seed), cache=cache)
+    data, text, feats = split_inputs(handle, settings, domain, settings["seeds"][0], cache)
     label = int(data.labels[index])
     sl = slice(index, index + 1)
     _, plans = scoring.lazsl_logits(feats["crops"][sl], feats["global"][sl], text["dclip"], text["mask"],
