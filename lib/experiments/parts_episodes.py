@@ -1,4 +1,4 @@
-"""Notebook 05's cross-domain few-shot experiment: where fine-tuned maps look on the parts world's novel
+"""Notebook 03's parts-world section: cross-domain few-shot, where fine-tuned maps look on the parts world's novel
 classes (CC-CDFSL's "local misalignment", issue 18 item 4, made measurable).
 
 The target is ``parts-novel`` (9 classes never rendered in pretraining, a sketch-like shift): a class

@@ -1,4 +1,5 @@
-"""Notebook 05's experiments: the parts world's zero-shot table, its part measurements and examples.
+"""Notebook 05's experiments: the parts world's zero-shot table, its part measurements and examples
+(and notebook 01's theta curves on them). FAIR on the world is ``parts_fair``, the episodes ``parts_episodes``.
 
 Per domain and seed (the seed draws the test renders and the crops), one ``evaluate`` call scores the
 zero-shot methods through ``lib.methods.scoring`` and measures local alignment through
@@ -16,7 +17,6 @@ import torch
 from tqdm import tqdm
 
 from lib.data import parts_world as world
-from lib.experiments import fair_ablations, tsne_confusion
 from lib.data.parts_images import PartsWorld
 from lib.features import cache as feature_cache
 from lib.features import crops as crop_sampler
@@ -262,49 +262,3 @@ def map_mass_table(maps: dict, parts: Sequence[str]) -> pd.DataFrame:
     mass, chance = 100 * maps["mass"].mean(0), 100 * maps["chance"].mean(0)
     return pd.DataFrame({"mass in the part's box (%)": mass.numpy(), "uniform map (%)": chance.numpy(),
                          "ratio": (mass / chance).numpy()}, index=pd.Index(list(parts), name="part"))
-
-
-def fair_profile(cfg: dict) -> dict:
-    """``cfg`` with its ``fair`` block overridden by ``parts.fair`` (the dataset, split sizes and ``config``
-    keys), for ``lib.experiments.fair_ablations`` to run FAIR on the parts world with the parts model."""
-    opts = block(cfg)["fair"]
-    fair = {**cfg["fair"], **{k: v for k, v in opts.items() if k not in ("config", "dataset", "seeds", "table3")}}
-    fair["config"] = {**cfg["fair"].get("config", {}), **opts.get("config", {})}
-    fair["datasets"] = [opts["dataset"]]
-    return {**cfg, "fair": fair}
-
-
-def fair_rows(handle: ModelHandle, cfg: dict, cache: feature_cache.FeatureCache) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(accuracy table: zero-shot (CuPL, FAIR's starting point) and FAIR per seed, final and best epoch;
-    the pseudo-label accuracy per epoch of each run) on ``parts.fair.dataset``."""
-    fcfg, opts = fair_profile(cfg), block(cfg)["fair"]
-    name = opts["dataset"]
-    logits, labels, _ = fair_ablations.zero_shot_logits(handle, fcfg, cache, name)
-    rows = [{"method": fair_ablations.CUPL_ZERO_SHOT, "seed": "-", "accuracy": metrics.accuracy(logits, labels)}]
-    curves = {}
-    for seed in opts["seeds"]:
-        result = fair_ablations.outcome(handle, fcfg, cache, fair_ablations.FairJob(name, "FAIR", seed=seed))
-        rows.append({"method": "FAIR", "seed": str(seed), "accuracy": result.accuracy,
-                     fair_ablations.BEST: result.best_accuracy})
-        curves[f"seed {seed}"] = 100 * fair_ablations.history(result)["pl_accuracy"]
-    return pd.DataFrame(rows).set_index(["method", "seed"]), pd.DataFrame(curves)
-
-
-def fair_table3(handle: ModelHandle, cfg: dict, cache: feature_cache.FeatureCache) -> pd.DataFrame:
-    """FAIR's Table 3 (``fair_ablations.TABLES["table3"]``: its ablations, then FAIR) on ``parts.fair.dataset``
-    with the block's settings and its first training seed, trained here one after another as ``fair_rows``
-    trains FAIR (whose run it reuses): rows (zero-shot first), columns final and best-epoch accuracy and
-    FAIR's final accuracy minus the row's."""
-    fcfg, opts = fair_profile(cfg), block(cfg)["fair"]
-    fcfg = {**fcfg, "fair": {**fcfg["fair"], "config": {**fcfg["fair"]["config"], "seed": opts["seeds"][0]}}}
-    long = fair_ablations.table(handle, fcfg, cache, "table3", [opts["dataset"]]).droplevel("dataset")
-    long["FAIR minus row"] = long.loc["FAIR", fair_ablations.FINAL] - long[fair_ablations.FINAL]
-    return long
-
-
-def fair_states(handle: ModelHandle, cfg: dict, cache: feature_cache.FeatureCache) -> dict[str, dict]:
-    """Notebook 04's before / after states (``tsne_confusion.states``) on ``parts.fair.dataset``: the frozen
-    parts model with CuPL's anchors, and FAIR's run of ``fair_rows`` (its first training seed; reused
-    from the cache when notebook 05 trained it)."""
-    fcfg, opts = fair_profile(cfg), block(cfg)["fair"]
-    return tsne_confusion.states(handle, fcfg, cache, [opts["dataset"]], seed=opts["seeds"][0])

@@ -49,7 +49,7 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "fair": (dict,),
     # cross-domain few-shot (notebook 03): targets, shots, episodes, lib.cdfsl.CdfslConfig overrides
     "cdfsl": (dict,),
-    # the parts world (notebook 05): its model, domains, seeds and crop settings (demo profile only)
+    # the parts world (notebook 05 and a section of 01-04): its model, domains, seeds and crop settings (demo profile only)
     "parts": (dict,),
 }
 

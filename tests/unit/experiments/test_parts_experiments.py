@@ -1,10 +1,12 @@
-"""Notebook 05's experiment wiring: the episode pool's part boxes and FAIR's settings on the parts world."""
+"""The parts world's experiment wiring: the episode pool's part boxes (notebook 03) and FAIR's settings on
+the parts world (notebooks 02 and 04)."""
 from __future__ import annotations
 
 import torch
 
 from lib.data import parts_world as world
 from lib.data.parts_images import PartsWorld
+from lib.experiments import parts_fair as pf
 from lib.experiments import parts_world as pw
 from lib.runtime import profiles
 
@@ -21,7 +23,7 @@ def test_distinguishing_part_boxes_are_the_varying_parts():
 
 def test_fair_profile_overrides_only_what_parts_fair_names():
     cfg = profiles.load("demo")
-    fcfg = pw.fair_profile(cfg)
+    fcfg = pf.fair_profile(cfg)
     opts = cfg["parts"]["fair"]
     assert fcfg["fair"]["datasets"] == [opts["dataset"]]
     assert fcfg["fair"]["adapt_size"] == opts["adapt_size"]
@@ -51,17 +53,17 @@ def test_fair_table3_runs_table3_on_the_parts_dataset_with_fairs_seed(monkeypatc
         return pd.DataFrame({fa.FINAL: [float(i) for i in range(len(rows))], fa.BEST: 0.0}, index=index)
 
     monkeypatch.setattr(fa, "table", fake_table)
-    out = pw.fair_table3(None, cfg, None)
+    out = pf.fair_table3(None, cfg, None)
     assert seen["which"] == "table3" and seen["datasets"] == [opts["dataset"]]
-    # FAIR's row has the very config notebook 05's FAIR run trains (the cached run is reused)
-    fair_cfg = fa.config(pw.fair_profile(cfg), fa.FairJob(opts["dataset"], "FAIR", seed=opts["seeds"][0]))
+    # FAIR's row has the very config notebook 02's FAIR run trains (the cached run is reused)
+    fair_cfg = fa.config(pf.fair_profile(cfg), fa.FairJob(opts["dataset"], "FAIR", seed=opts["seeds"][0]))
     assert seen["configs"]["FAIR"] == fair_cfg
     assert seen["configs"]["FAIR w/o LAS"].text == "initial" and seen["configs"]["FAIR w/o LAS"].seed == fair_cfg.seed
     fair_final = out.loc["FAIR", fa.FINAL]
     assert (out["FAIR minus row"] == fair_final - out[fa.FINAL]).all() and out.loc["FAIR", "FAIR minus row"] == 0
 
 
-def test_fair_states_use_fairs_run_of_notebook_05_and_the_sibling_groups(monkeypatch):
+def test_fair_states_use_fairs_run_of_notebook_02_and_the_sibling_groups(monkeypatch):
     from lib.experiments import fair_ablations as fa
     from lib.experiments import tsne_confusion
 
@@ -83,9 +85,9 @@ def test_fair_states_use_fairs_run_of_notebook_05_and_the_sibling_groups(monkeyp
         return run
 
     monkeypatch.setattr(fa, "outcome", fake_outcome)
-    states = pw.fair_states(None, cfg, None)
+    states = pf.fair_states(None, cfg, None)
     assert list(states) == [opts["dataset"]]
-    assert seen["config"] == fa.config(pw.fair_profile(cfg), fa.FairJob(opts["dataset"], "FAIR", seed=opts["seeds"][0]))
+    assert seen["config"] == fa.config(pf.fair_profile(cfg), fa.FairJob(opts["dataset"], "FAIR", seed=opts["seeds"][0]))
     groups = states[opts["dataset"]]["groups"]
     assert len(groups) == len(test.classnames) and len(set(groups.tolist())) == len(test.classnames) // 3
     for c, d in enumerate(test.class_defs):  # one id per family, the same for every sibling
