@@ -10,13 +10,14 @@ records ``fingerprint()`` beside the figures it writes (``figures/machine.json``
 compares a fresh run with the committed outputs compares them exactly only on a machine with the
 same fingerprint; elsewhere it says why it cannot (``same_numerics``).
 
-Read from ``/proc/cpuinfo`` and the installed torch's version, without importing torch: the main job
+Read from ``/proc/cpuinfo`` and the installed torch's ``version.py``, without importing torch: the main job
 never imports it (``lib.regenerate``).
 """
 from __future__ import annotations
 
 import json
 import platform
+import re
 from importlib import metadata
 from pathlib import Path
 
@@ -42,14 +43,25 @@ def cpu(cpuinfo: str | None = None) -> dict:
     return {**{k: fields.get(k, "") for k in CPU_FIELDS}, "flags": [f for f in ISA_FLAGS if f in flags]}
 
 
-def fingerprint(cpuinfo: str | None = None) -> dict:
-    """The processor (``cpu``), the machine type and the torch build (its version names the MKL and
-    oneDNN it links)."""
+def torch_build(version_py: str | None = None) -> str:
+    """The installed torch's full version with its local build tag (``2.14.1+cu130``, ``2.14.1+cpu``), read
+    from ``torch/version.py`` (``version_py``: that file's text); the package metadata drops the tag on some
+    wheels, and a CPU and a CUDA build of one version link other libraries."""
     try:
-        torch = metadata.version("torch")
+        dist = metadata.distribution("torch")
     except metadata.PackageNotFoundError:
-        torch = "not installed"
-    return {"cpu": cpu(cpuinfo), "machine": platform.machine(), "torch": torch}
+        return "not installed"
+    if version_py is None:
+        path = Path(str(dist.locate_file("torch/version.py")))
+        version_py = path.read_text() if path.is_file() else ""
+    found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", version_py, re.M)
+    return found.group(1) if found else dist.version
+
+
+def fingerprint(cpuinfo: str | None = None) -> dict:
+    """The processor (``cpu``), the machine type and the torch build (``torch_build``: the version and the
+    local tag that together name the MKL, oneDNN and CUDA it links)."""
+    return {"cpu": cpu(cpuinfo), "machine": platform.machine(), "torch": torch_build()}
 
 
 def write(folder: Path) -> Path:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 from lib.runtime import machine
 
@@ -37,3 +38,10 @@ def test_write_is_the_same_bytes_twice(tmp_path):
     first = machine.write(tmp_path).read_bytes()
     assert machine.write(tmp_path).read_bytes() == first
     assert json.loads(first) == machine.fingerprint()
+
+
+def test_torch_build_keeps_the_local_tag_the_metadata_drops():
+    assert machine.torch_build("__version__ = '2.14.1+cu130'\ndebug = False\n") == "2.14.1+cu130"
+    assert machine.torch_build('__version__ = "2.14.1+cpu"\n') == "2.14.1+cpu"
+    assert machine.torch_build("no version here") == metadata.version("torch")  # falls back to the metadata
+    assert machine.fingerprint()["torch"].startswith(metadata.version("torch").split("+")[0])
