@@ -44,7 +44,7 @@ def block(cfg: dict) -> dict | None:
 
 def model(cfg: dict) -> ModelHandle:
     """The block's model (``parts.model`` with ``parts.pretrained``) on the profile's device: what notebook
-    05 runs on, loaded by the notebooks whose own backbone is the digits world's (04)."""
+    05 runs on, loaded beside their own backbone by notebooks 01-04 for their parts-world sections."""
     settings = block(cfg)
     return load_model(settings["model"], settings["pretrained"], cfg["device"])
 
