@@ -11,6 +11,7 @@ import pytest
 import lib  # noqa: F401 -- pins the CPU kernels (lib.runtime.numerics) before any test or kernel computes
 import torch
 from lib.runtime import numerics
+from nbval_machine import other_machine
 
 # What the tests compute (and may store in the feature cache for the notebooks to read) uses the thread
 # count of the committed outputs' kernels, whatever the machine's core count.
@@ -48,11 +49,25 @@ def _stored_text(cell) -> str:
     return "\n".join(parts)
 
 
+_NOT_COMPARED: dict[str, str] = {}  # notebook -> why nbval does not compare its outputs here
+
+
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get("DATA_ROOT"):
-        return
     for item in items:
         cell, options = getattr(item, "cell", None), getattr(item, "options", None)
-        if cell is not None and options is not None and REAL_DATASET_NAMES.search(_stored_text(cell)):
+        if cell is None or options is None:
+            continue
+        why = other_machine(item.path)
+        if why:
+            _NOT_COMPARED[item.path.name] = why
+            options["check"] = False
+            item.user_properties.append(("output not compared", why))
+        elif not os.environ.get("DATA_ROOT") and REAL_DATASET_NAMES.search(_stored_text(cell)):
             options["check"] = False
             item.user_properties.append(("output not compared", "DATA_ROOT is not set; the stored output shows a real dataset"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _NOT_COMPARED:
+        terminalreporter.write_line(f"nbval executed but did not compare the outputs of {len(_NOT_COMPARED)} "
+                                    f"notebook(s) computed elsewhere: {next(iter(_NOT_COMPARED.values()))}")

@@ -5,6 +5,7 @@ the cell (counted as in the source notebook) and its error, keeps the failed exe
 ``runs/failed/``, and leaves the previous output where it was. Executed notebooks are written to a
 hidden temporary name and renamed when complete. ``check_parameters`` refuses a parameter no notebook
 declares, or a value of the wrong type for a notebook's ``parameters`` cell, before any task starts.
+Each executed notebook records the machine that computed its outputs in its metadata (``stamp_machine``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import nbformat
 import papermill
 
+from lib.runtime import machine
 from lib.runtime.locations import NOTEBOOKS_DIR, REPO_ROOT
 
 VOLATILE_METADATA = ("papermill", "execution", "widgets")
@@ -100,6 +102,14 @@ def strip_volatile(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.metadata.pop(key, None)
     return nb
 
+def stamp_machine(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Record in ``nb.metadata["companion"]["machine"]`` the processor and torch build that computed its
+    outputs (``lib.runtime.machine.fingerprint``): nbval compares stored outputs only on that machine
+    (tests/conftest.py), as the committed-outputs test does with ``figures/machine.json``."""
+    nb.metadata.setdefault("companion", {})["machine"] = machine.fingerprint()
+    return nb
+
+
 def run_notebook(path: Path, output: Path, parameters: dict, cwd: Path, failed_dir: Path | None = None,
                  env: dict | None = None) -> TaskResult:
     """Execute one notebook into ``output`` atomically; never raises for a notebook error."""
@@ -128,7 +138,7 @@ def run_notebook(path: Path, output: Path, parameters: dict, cwd: Path, failed_d
         except BaseException:  # interrupted: no partial file where the output goes
             tmp.unlink(missing_ok=True)
             raise
-    nb = strip_volatile(nbformat.read(tmp, as_version=4))
+    nb = stamp_machine(strip_volatile(nbformat.read(tmp, as_version=4)))
     nbformat.write(nb, tmp)
     os.replace(tmp, output)
     return TaskResult(path.stem, "ok", time.perf_counter() - start, str(output))

@@ -22,6 +22,7 @@ from lib.jobs.cluster import dask_client, execute
 from lib.jobs.record import summary
 from lib.jobs.resume import input_key, remove_stale_temporaries, split_hash
 from lib.jobs.tasks import ParameterError, Task, check_parameters, declared_parameters, notebooks, run_notebook
+from lib.runtime import machine
 from lib.runtime.locations import REPO_ROOT
 
 PARAMS = 'x: int = 1\nfigures_root: str = ""'
@@ -68,6 +69,22 @@ def test_good_notebook_runs_with_parameters_and_no_volatile_metadata(runs):
     assert "42" in nb.cells[-1].outputs[0]["text"]
     assert "papermill" not in nb.metadata
     assert all("papermill" not in c.metadata and "execution" not in c.metadata for c in nb.cells)
+
+
+def test_executed_notebook_records_the_machine_and_nbval_compares_only_there(runs, tmp_path):
+    """The machine stamp is what tests/conftest.py reads to decide whether nbval compares stored outputs."""
+    import nbval_machine
+
+    nb = nbformat.read(runs["good"].output, as_version=4)
+    assert nb.metadata["companion"]["machine"] == machine.fingerprint()
+    assert nbval_machine.other_machine(runs["good"].output) is None
+    other = {**machine.fingerprint(), "cpu": {"model name": "another processor"}}
+    nb.metadata["companion"]["machine"] = other
+    elsewhere = nbformat.write(nb, tmp_path / "elsewhere.ipynb") or tmp_path / "elsewhere.ipynb"
+    assert "another processor" in nbval_machine.other_machine(elsewhere)
+    del nb.metadata["companion"]
+    nbformat.write(nb, tmp_path / "unstamped.ipynb")
+    assert "records no machine" in nbval_machine.other_machine(tmp_path / "unstamped.ipynb")
 
 
 def test_failure_names_the_cell_and_keeps_previous_output(runs):
