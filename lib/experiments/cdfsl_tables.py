@@ -31,7 +31,7 @@ from lib.experiments.cdfsl_episodes import (
 from lib.features import cache as feature_cache
 from lib.methods import episode_runs
 from lib.methods import episodes as episode_sampler
-from lib.report.outputs import headline_numbers
+from lib.report.outputs import headline_numbers, plus_minus
 
 
 
@@ -49,7 +49,7 @@ def accuracy_table(handle, cfg, cache, targets: Sequence[str], methods: Sequence
 
 def ci_cells(long: pd.DataFrame) -> pd.DataFrame:
     """Methods x (dataset, shots) cells "mean ± ci", in the methods' order."""
-    cells = long.apply(lambda r: f"{r['accuracy']:.2f} ± {r['ci95']:.2f}", axis=1).rename("cell")
+    cells = long.apply(lambda r: plus_minus(r["accuracy"], r["ci95"]), axis=1).rename("cell")
     out = cells.reset_index().pivot(index="method", columns=["dataset", "shots"], values="cell")
     order = list(dict.fromkeys(long.index.get_level_values("method")))
     out = out.loc[order]
@@ -95,7 +95,7 @@ def checkpoint_table(handle, cfg, cache, targets: Sequence[str], methods: Sequen
 
 def checkpoint_cells(long: pd.DataFrame) -> pd.DataFrame:
     """(method, dataset, shots) x checkpoints cells "mean ± ci" ("n/a" where not scored)."""
-    cells = long.apply(lambda r: "n/a" if np.isnan(r["accuracy"]) else f"{r['accuracy']:.2f} ± {r['ci95']:.2f}",
+    cells = long.apply(lambda r: "n/a" if np.isnan(r["accuracy"]) else plus_minus(r["accuracy"], r["ci95"]),
                        axis=1).rename("cell")
     out = cells.reset_index().pivot(index=["method", "dataset", "shots"], columns="checkpoint", values="cell")
     order = list(dict.fromkeys(long.index.droplevel("checkpoint")))
@@ -129,7 +129,7 @@ def remedy_table(handle, cfg, cache, target: str, methods: Sequence[str] = DTRAP
 def remedy_cells(long: pd.DataFrame) -> pd.DataFrame:
     """A ``remedy_table`` as "mean ± ci" cells, one column per quantity."""
     names = [c for c in long.columns if not c.endswith(" ci95") and c != "episodes"]
-    return pd.DataFrame({n: [f"{m:.2f} ± {c:.2f}" for m, c in zip(long[n], long[f"{n} ci95"])] for n in names},
+    return pd.DataFrame({n: [plus_minus(m, c) for m, c in zip(long[n], long[f"{n} ci95"])] for n in names},
                         index=long.index.get_level_values("method"))
 
 

@@ -30,6 +30,7 @@ from lib.methods import episode_runs
 from lib.methods.episodes import mean_ci, sample_episodes
 from lib.methods.finetune import CdfslConfig
 from lib.models import ModelHandle
+from lib.report.outputs import plus_minus
 
 # the rows: CdfslConfig switches (CC-CDFSL as cdfsl_episodes.CDFSL_METHODS builds it on the base tuning)
 METHODS: dict[str, dict] = {
@@ -97,7 +98,7 @@ def summary(long: pd.DataFrame) -> pd.DataFrame:
     cells = {}
     for (method, measure), group in long.groupby(["method", "measure"], sort=False):
         mean, half = mean_ci(group.sort_values("episode").value.to_numpy())
-        cells.setdefault(method, {})[measure] = f"{mean:.2f} ± {half:.2f}"
+        cells.setdefault(method, {})[measure] = plus_minus(mean, half)
     return pd.DataFrame.from_dict(cells, orient="index")[list(MEASURES.values())]
 
 

@@ -24,7 +24,7 @@ from lib.features.descriptors import dclip_sentence
 from lib.features.text import class_embeddings, description_features
 from lib.methods import localisation, metrics, part_alignment, scoring
 from lib.models import ModelHandle, image_tokens, load_model
-from lib.report.outputs import headline_key
+from lib.report.outputs import headline_key, plus_minus
 
 # LaZSL's ablation rows (LaZSL Table 4's order), each the switches of ``scoring.lazsl_logits``
 LAZSL_ROWS: dict[str, dict] = {
@@ -142,7 +142,7 @@ def theta_rows(handle: ModelHandle, settings: dict, cache: feature_cache.Feature
 def theta_table(rows: pd.DataFrame) -> pd.DataFrame:
     """``theta_rows`` as (parameter, method) x theta of "mean ± std" over seeds."""
     stats = rows.groupby(["parameter", "method", "value"], sort=False).accuracy.agg(["mean", "std"])
-    return stats.apply(lambda r: f"{r['mean']:.1f} ± {r['std']:.1f}", axis=1).unstack("value")
+    return stats.apply(lambda r: plus_minus(r["mean"], r["std"], 1), axis=1).unstack("value")
 
 
 def theta_headline(rows: pd.DataFrame) -> dict[str, float]:
@@ -165,7 +165,7 @@ def measure(handle: ModelHandle, settings: dict, cache: feature_cache.FeatureCac
 def spread(long: pd.DataFrame, rows: Sequence[str], column: str = "domain") -> pd.DataFrame:
     """Rows x ``column`` values (domains) of "mean +- std over seeds" (blank where a row was not measured)."""
     table = long[long.row.isin(rows)].groupby(["row", column], sort=False).value.agg(["mean", "std"])
-    cells = table.apply(lambda r: f"{r['mean']:.2f} ± {r['std']:.2f}", axis=1).unstack(column)
+    cells = table.apply(lambda r: plus_minus(r["mean"], r["std"]), axis=1).unstack(column)
     columns = list(dict.fromkeys(long[column]))
     return cells.reindex(index=[r for r in rows if r in cells.index], columns=columns).fillna("")
 

@@ -31,7 +31,7 @@ from lib.features.text import (
 )
 from lib.methods import metrics, scoring
 from lib.models import ModelHandle, encode_images
-from lib.report.outputs import headline_numbers
+from lib.report.outputs import headline_numbers, plus_minus
 
 # --------------------------------------------------------------------------------------------------
 # Everything one dataset's scores need
@@ -181,7 +181,7 @@ def with_spread(scores: pd.DataFrame, datasets: Sequence[str] | None = None) -> 
     def cell(m, s):
         if np.isnan(m):
             return "—"
-        return f"{m:.1f} ± {s:.1f}" if s > 0 else f"{m:.1f}"
+        return plus_minus(m, s, 1) if s > 0 else f"{m:.1f}"
 
     return pd.DataFrame({c: [cell(m, s) for m, s in zip(mean[c], std[c])] for c in mean.columns}, index=mean.index)
 

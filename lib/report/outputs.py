@@ -44,6 +44,11 @@ def save_table(table: pd.DataFrame, notebook: str, name: str, root=None, float_f
 KEY_SEPARATOR = " | "  # method names hold "/" ("FAIR w/o LAS"), so "/" cannot separate a key's parts
 
 
+def plus_minus(mean: float, spread: float, digits: int = 2) -> str:
+    """"mean ± spread" at ``digits`` decimals: the cell of every displayed mean ± std or ± 95% CI table."""
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
 def headline_key(*parts) -> str:
     """The one format of a headline number's name: ``<table> | <row> | <dataset>[ | <setting>]``."""
     return KEY_SEPARATOR.join(str(p) for p in parts)

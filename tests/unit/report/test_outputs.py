@@ -89,3 +89,9 @@ def test_tables_of_the_parts_world_stay_beside_the_demo_worlds(tmp_path):
     paths = save.table(pd.DataFrame({"accuracy": [1.0, 2.0, 3.0]}, index=index), "separation")
     assert [p.name for p in paths] == ["separation.csv", "separation_real_datasets.csv"]
     assert "parts-colour@colour=0.4" in paths[0].read_text() and "parts" not in paths[1].read_text()
+
+
+def test_plus_minus_rounds_both_sides_alike():
+    assert outputs.plus_minus(75.1666, 3.784) == "75.17 ± 3.78"
+    assert outputs.plus_minus(93.11, 1.94, 1) == "93.1 ± 1.9"
+    assert outputs.plus_minus(-0.026, 0.149) == "-0.03 ± 0.15"
