@@ -102,10 +102,11 @@ def strip_volatile(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.metadata.pop(key, None)
     return nb
 
+
 def stamp_machine(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Record in ``nb.metadata["companion"]["machine"]`` the processor and torch build that computed its
     outputs (``lib.runtime.machine.fingerprint``): nbval compares stored outputs only on that machine
-    (tests/conftest.py), as the committed-outputs test does with ``figures/machine.json``."""
+    (tests/nbval_machine.py), as the committed-outputs test does with ``figures/machine.json``."""
     nb.metadata.setdefault("companion", {})["machine"] = machine.fingerprint()
     return nb
 
