@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from lib.data import parts_world as world
 from lib.data.parts_images import WORLD_VERSION, PartsWorld
-from lib.models.architectures import CONFIG_DIR, PARTS_MODEL
+from lib.models.architectures import CONFIG_DIR, PARTS_MODEL, untrained
 from lib.models.pretrain import cached_checkpoint, checkpoint_record
 
 PRETRAIN_VERSION = 1  # bump when the training loop or the loss changes: part of the recipe hash
@@ -227,7 +227,7 @@ def pretrain(recipe: dict = RECIPE, progress: bool = True):
     t0 = time.perf_counter()
     torch.manual_seed(recipe["seed"])
     rng = np.random.default_rng([recipe["seed"], 17])
-    model, _, preprocess = open_clip.create_model_and_transforms(recipe["model"], pretrained=None)
+    model, preprocess = untrained(recipe["model"])
     tokenizer = open_clip.get_tokenizer(recipe["model"])
     with torch.no_grad():
         model.logit_scale.fill_(math.log(recipe["init_logit_scale"]))

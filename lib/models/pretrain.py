@@ -38,7 +38,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lib.data import demo_world as demo
-from lib.models.architectures import CONFIG_DIR, DEMO_MODEL
+from lib.models.architectures import CONFIG_DIR, DEMO_MODEL, untrained
 from lib.runtime import numerics
 from lib.runtime.locations import atomic_write, cache_dir
 
@@ -97,7 +97,7 @@ def _sample_captions(caption_labels: torch.Tensor, per_class: int, generator: to
 def pretrain(recipe: dict = RECIPE, progress: bool = True):
     """Train the demo model; returns (model, history) with history holding losses and the wall time."""
     torch.manual_seed(recipe["seed"])
-    model, _, preprocess = open_clip.create_model_and_transforms(recipe["model"], pretrained=None)
+    model, preprocess = untrained(recipe["model"])
     tokenizer = open_clip.get_tokenizer(recipe["model"])
     if recipe.get("init_logit_scale"):
         with torch.no_grad():
