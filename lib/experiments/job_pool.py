@@ -28,10 +28,10 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_one(run: Run, cfg: dict, job: Hashable, data_root: str | None) -> str | None:
+def _run_one(run: Run, cfg: dict, job: Hashable, data_root: str | None, cache_root: str | None) -> str | None:
     try:
         handle = models.load_model(cfg["model"], cfg["pretrained"], cfg["device"])
-        run(handle, cfg, feature_cache.FeatureCache(), job, data_root)
+        run(handle, cfg, feature_cache.FeatureCache(cache_root), job, data_root)
         return None
     except Exception as err:  # noqa: BLE001 -- reported with the job that failed
         return f"{type(err).__name__}: {err}"
@@ -71,7 +71,8 @@ def run_jobs(run: Run, cfg: dict, jobs: Sequence[Hashable], data_root: str | Pat
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                                 initargs=(1,)) as pool:
-        futures = {pool.submit(_run_one, run, cfg, job, data_root): job for job in jobs}
+        root = str(cache.root) if cache is not None else None  # the workers store where the caller reads
+        futures = {pool.submit(_run_one, run, cfg, job, data_root, root): job for job in jobs}
         for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc=what, disable=None):
             error = future.result()
             if error:

@@ -58,3 +58,19 @@ def test_jobs_already_cached_start_no_worker(tmp_path, monkeypatch):
 
     monkeypatch.setattr(job_pool.concurrent.futures, "ProcessPoolExecutor", no_pool)
     job_pool.run_jobs(cached_pid, cfg, ["a", "b"], workers=2, cache=cache)
+
+
+def test_workers_store_in_the_callers_cache(tmp_path, monkeypatch):
+    """A cache rooted elsewhere than the default: the workers' entries land there, so the caller reads them."""
+    import os
+
+    from lib.features.cache import FeatureCache
+
+    monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "default"))
+    cfg = {**profiles.load("demo"), "pretrained": None}
+    cache = FeatureCache(tmp_path / "elsewhere")
+    job_pool.run_jobs(cached_pid, cfg, ["a", "b"], workers=2, cache=cache)
+    assert job_pool.still_to_run(cached_pid, cfg, ["a", "b"], None, cache) == []
+    assert not (tmp_path / "default").exists()
+    pid = int(cache.get_or_compute({"kind": "job-pool-test", "job": "a"}, lambda: None))
+    assert pid != os.getpid()
