@@ -264,8 +264,11 @@ def finetune(handle: models.ModelHandle, images: Sequence, labels: torch.Tensor,
         if iterations == 0:
             return tuned, pd.DataFrame(columns=list(STEP_LOG))
         plain_pixels = torch.stack([tuned.query_transform()(image) for image in images])
+        transform = None
         if config.five_views:
             batch = views.five_view_batch(images, labels, handle.preprocess, handle.image_size)
+        elif not config.augment:  # the model's preprocessing: the same pixels every iteration, made once
+            batch = torch.stack([handle.preprocess(image) for image in images]), labels
         else:
             transform = views.train_transform(handle.preprocess, handle.image_size, config.augment, config.rrc_scale,
                                               config.flip)
@@ -278,7 +281,7 @@ def finetune(handle: models.ModelHandle, images: Sequence, labels: torch.Tensor,
         tuned.visual.train()
         rows = []
         for step in range(iterations):
-            if not config.five_views:
+            if transform is not None:  # augmented: new random views each iteration
                 batch = torch.stack([transform(image) for image in images]), labels
             lr = optimizer.param_groups[0]["lr"]
             loss, log = losses(tuned, *batch, step, generator, iterations, (plain_pixels, labels), memory)
