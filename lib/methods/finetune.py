@@ -267,11 +267,11 @@ def finetune(handle: models.ModelHandle, images: Sequence, labels: torch.Tensor,
         transform = None
         if config.five_views:
             batch = views.five_view_batch(images, labels, handle.preprocess, handle.image_size)
-        elif not config.augment:  # the model's preprocessing: the same pixels every iteration, made once
-            batch = torch.stack([handle.preprocess(image) for image in images]), labels
         else:
             transform = views.train_transform(handle.preprocess, handle.image_size, config.augment, config.rrc_scale,
                                               config.flip)
+            if not config.augment:  # the model's preprocessing draws no randomness: the same pixels every iteration
+                batch, transform = (torch.stack([transform(image) for image in images]), labels), None
         optimizer = torch.optim.AdamW(tuned.params, lr=config.learning_rate, weight_decay=config.weight_decay)
         scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.cosine_tmax * iterations,
                                                                 eta_min=config.eta_min)
