@@ -13,6 +13,7 @@ import pandas as pd
 from lib.experiments import fair_ablations, parts_world, tsne_confusion
 from lib.features import cache as feature_cache
 from lib.methods import metrics
+from lib.report.outputs import headline_numbers
 from lib.models import ModelHandle
 
 
@@ -40,6 +41,21 @@ def fair_rows(handle: ModelHandle, cfg: dict, cache: feature_cache.FeatureCache)
                      fair_ablations.BEST: result.best_accuracy})
         curves[f"seed {seed}"] = 100 * fair_ablations.history(result)["pl_accuracy"]
     return pd.DataFrame(rows).set_index(["method", "seed"]), pd.DataFrame(curves)
+
+
+def gain_over_zero_shot(table: pd.DataFrame) -> pd.Series:
+    """FAIR's final accuracy minus zero-shot's (points) per training seed of ``fair_rows``'s table, then
+    their mean and sample std (NaN with one seed): how much of a gain is the seed's and how much FAIR's."""
+    zero_shot = table.loc[(fair_ablations.CUPL_ZERO_SHOT, "-"), "accuracy"]
+    gains = table.xs("FAIR", level="method")["accuracy"] - zero_shot
+    return pd.concat([gains.rename(lambda seed: f"seed {seed}"),
+                      pd.Series({"mean": gains.mean(), "std": gains.std(ddof=1)})]).rename("FAIR minus zero-shot")
+
+
+def headline(table: pd.DataFrame) -> dict[str, float]:
+    """``fair_parts_colour | FAIR minus zero-shot | seed <s>`` (and ``| mean``, ``| std``) of ``fair_rows``'s
+    table, for notebook 02's headline.json."""
+    return headline_numbers(gain_over_zero_shot(table), "fair_parts_colour", "FAIR minus zero-shot", digits=2)
 
 
 def fair_table3(handle: ModelHandle, cfg: dict, cache: feature_cache.FeatureCache) -> pd.DataFrame:

@@ -288,7 +288,7 @@ def test_average_is_missing_where_a_row_is_left_out_on_a_dataset():
 def test_plan_with_no_data_root_keeps_the_demo_world_and_names_what_is_missing(monkeypatch, capsys):
     monkeypatch.delenv("DATA_ROOT", raising=False)
     p = fair_plan.plan(profiles.load("demo"))
-    assert p.tables == ["demo-colour", "demo-clutter"] and p.protocol == ["demo-colour"]
+    assert p.tables == ["demo-colour"] and p.protocol == ["demo-colour"]
     assert p.focus == "demo-colour" and p.fairness == "demo-colour@colour=0.8" and "eurosat" in p.skipped
     assert p.has("focus") and capsys.readouterr().out == ""
     empty = fair_plan.plan(_paper())

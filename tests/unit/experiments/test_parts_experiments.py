@@ -2,6 +2,7 @@
 the parts world (notebooks 02 and 04)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lib.data import parts_world as world
@@ -94,3 +95,16 @@ def test_fair_states_use_fairs_run_of_notebook_02_and_the_sibling_groups(monkeyp
         assert all((groups[c] == groups[e]) == (d.group == f.group) for e, f in enumerate(test.class_defs))
     table = tsne_confusion.sibling_errors(states)
     assert (table["errors"] == 0).all()  # perfect logits: no errors to share out
+
+
+def test_gain_over_zero_shot_is_each_seeds_final_minus_zero_shot_with_mean_and_std():
+    import pandas as pd
+
+    from lib.experiments import fair_ablations as fa
+    table = pd.DataFrame([{"method": fa.CUPL_ZERO_SHOT, "seed": "-", "accuracy": 60.0},
+                          {"method": "FAIR", "seed": "0", "accuracy": 64.0, fa.BEST: 65.0},
+                          {"method": "FAIR", "seed": "1", "accuracy": 61.0, fa.BEST: 62.0}]).set_index(["method", "seed"])
+    gain = pf.gain_over_zero_shot(table)
+    assert gain.to_dict() == {"seed 0": 4.0, "seed 1": 1.0, "mean": 2.5, "std": pytest.approx(2.1213, abs=1e-4)}
+    assert pf.headline(table)["fair_parts_colour | FAIR minus zero-shot | mean"] == 2.5
+    assert pd.isna(pf.gain_over_zero_shot(table.drop(("FAIR", "1")))["std"])  # one seed: no spread
