@@ -263,15 +263,16 @@ def finetune(handle: models.ModelHandle, images: Sequence, labels: torch.Tensor,
         iterations = config.iterations(shots)
         if iterations == 0:
             return tuned, pd.DataFrame(columns=list(STEP_LOG))
-        plain_pixels = torch.stack([tuned.query_transform()(image) for image in images])
+        query = tuned.query_transform()
+        plain_pixels = torch.stack([query(image) for image in images])
         transform = None
         if config.five_views:
             batch = views.five_view_batch(images, labels, handle.preprocess, handle.image_size)
         else:
             transform = views.train_transform(handle.preprocess, handle.image_size, config.augment, config.rrc_scale,
                                               config.flip)
-            if not config.augment:  # the model's preprocessing draws no randomness: the same pixels every iteration
-                batch, transform = (torch.stack([transform(image) for image in images]), labels), None
+            if transform is query:  # un-augmented: the plain view's pixels, the same every iteration
+                batch, transform = (plain_pixels, labels), None
         optimizer = torch.optim.AdamW(tuned.params, lr=config.learning_rate, weight_decay=config.weight_decay)
         scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.cosine_tmax * iterations,
                                                                 eta_min=config.eta_min)
