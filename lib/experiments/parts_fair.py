@@ -13,8 +13,8 @@ import pandas as pd
 from lib.experiments import fair_ablations, parts_world, tsne_confusion
 from lib.features import cache as feature_cache
 from lib.methods import metrics
-from lib.report.outputs import headline_numbers
 from lib.models import ModelHandle
+from lib.report.outputs import headline_numbers
 
 
 def fair_profile(cfg: dict) -> dict:

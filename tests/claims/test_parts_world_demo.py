@@ -123,7 +123,7 @@ def test_fair_on_the_colour_shift_does_not_collapse_on_any_training_seed(handle,
     +1.6 +- 1.3 (mean +- std); with the Xeon's pretraining seed 0 gave 61.2 -> 61.0. The pseudo-labels'
     accuracy rises over the epochs with seeds 0 and 2 (62.5 -> 66.3, 62.1 -> 68.3) and falls with seed 1
     (65.4 -> 62.1), so neither a gain nor a rising curve holds on every seed: both are recorded, not
-    asserted, and the issue's +5 is not reached. What holds on every seed and both pretraining: the
+    asserted, and the issue's +5 is not reached. What holds on every seed and both pretrainings: the
     fairness term keeps self-training from collapsing (final accuracy at most 3 points under zero-shot;
     measured at least -0.2) and every epoch's pseudo-labels stay far above chance (62-70% against 8.3%)."""
     table, curves = parts_fair.fair_rows(handle, profiles.load("demo"), FeatureCache())
