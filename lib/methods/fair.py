@@ -122,7 +122,7 @@ VIEWS = ("crops", "global")  # pseudo-labels from N crops of the weak view, or t
 TEXTS = ("anchors", "initial", "descriptions")  # learned Z* (LAS) | frozen initial Z* (CuPL) | descriptions (WCA)
 CROP_WEIGHTS = ("cls", "softmax")  # eq. 12 ([CLS], no softmax) | eq. 8 (WCA's softmax)
 SCORERS = ("mean", "lazsl")  # weighted crop scores (eqs. 10/14) | LaZSL's transport score (Table 7, ours)
-FAIR_VERSION = 2  # bump when the training loop changes: part of every cached run's key
+FAIR_VERSION = 3  # bump when the training loop changes: part of every cached run's key (3: one-sample crops)
 
 
 @dataclass(frozen=True)

@@ -94,9 +94,12 @@ def crop_boxes(indices: torch.Tensor, size: int, config, epoch: int) -> torch.Te
 
 
 def cut_crops(weak: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """The crops (B * N, 3, S, S) of the weak views (B, 3, S, S), resized bilinearly to S."""
+    """The crops (B * N, 3, S, S) of the weak views (B, 3, S, S), resized bilinearly to S: one bilinear
+    sample at each output pixel's centre (``sampling_ratio=1``, ``aligned=True``), so the whole-image box
+    gives the image back exactly, as cropping the image and resizing the crop does (WCA's code crops the
+    PIL image); two samples a side blurred every crop and took three times as long (benchmark 5b)."""
     size = weak.shape[-1]
-    return roi_align(weak, boxes.to(weak), output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return roi_align(weak, boxes.to(weak), output_size=size, spatial_scale=1.0, sampling_ratio=1, aligned=True)
 
 
 def transforms_for(preprocess, size: int, config) -> tuple[Callable, Callable]:
