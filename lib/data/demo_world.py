@@ -189,7 +189,8 @@ def render(spec: DomainSpec, digit_indices: np.ndarray, seed: int):
 
 
 class DemoDataset(RenderedImages):
-    """One split of one demo domain: PIL images, labels, boxes, and a content fingerprint."""
+    """One split of one demo domain: PIL images, labels, boxes, and a content fingerprint. Labels and the
+    fingerprint come from the digit pool alone; the images and boxes are rendered when first read."""
 
     def __init__(self, spec: DomainSpec, split: str, n: int | None = None, seed: int = 0):
         if split not in ("train", "test"):
@@ -204,9 +205,24 @@ class DemoDataset(RenderedImages):
         self.name = f"demo-{spec.name}"
         self.classnames = list(CLASSNAMES)
         self.digit_indices = pool
-        # train and test renders use different streams, so the same digit never looks the same twice
-        images, labels, boxes = render(spec, pool, seed=seed * 2 + (split == "test"))
-        self.images, self.labels, self.boxes = images, torch.from_numpy(labels), torch.from_numpy(boxes)
+        self.labels = torch.from_numpy(load_digits().target[pool].astype(np.int64))
+        self._rendered: tuple[np.ndarray, torch.Tensor] | None = None
+
+    def _render(self) -> tuple[np.ndarray, torch.Tensor]:
+        """(images, boxes), rendered on first use: a run whose features are all cached never draws them."""
+        if self._rendered is None:
+            # train and test renders use different streams, so the same digit never looks the same twice
+            images, _, boxes = render(self.spec, self.digit_indices, seed=self.seed * 2 + (self.split == "test"))
+            self._rendered = images, torch.from_numpy(boxes)
+        return self._rendered
+
+    @property
+    def images(self) -> np.ndarray:
+        return self._render()[0]
+
+    @property
+    def boxes(self) -> torch.Tensor:
+        return self._render()[1]
 
     def fingerprint_header(self) -> dict:
         """Everything that determines the images: spec, split, pool, seed, version."""

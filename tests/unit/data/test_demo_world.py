@@ -13,6 +13,21 @@ def test_rendering_is_deterministic():
     assert np.array_equal(a.images, b.images) and a.fingerprint == b.fingerprint
 
 
+def test_images_are_rendered_once_and_only_when_read(monkeypatch):
+    calls = []
+    render = demo_world.render
+    monkeypatch.setattr(demo_world, "render", lambda *a, **k: calls.append(a) or render(*a, **k))
+    ds = demo_world.DemoDataset(demo_world.DOMAINS["colour"], "test", n=20)
+    # what a run with cached features reads: the size, the labels, the fingerprint
+    assert len(ds) == 20 and ds.fingerprint and ds.labels.shape == (20,)
+    assert calls == []
+    images, boxes = ds.images, ds.boxes
+    image, label = ds[3]
+    assert len(calls) == 1 and images.shape == (20, 32, 32, 3) and boxes.shape == (20, 4)
+    # the labels read without rendering are the rendered ones
+    assert np.array_equal(ds.labels.numpy(), render(*calls[0][:2], seed=1)[1])
+
+
 def test_pools_are_disjoint_and_cover_the_digits():
     train, held_out = demo_world.digit_pools(0)
     assert not set(train) & set(held_out)
