@@ -22,6 +22,7 @@ caption templates (``TEMPLATES``, used for pretraining and for zero-shot on it) 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -88,9 +89,19 @@ def domain_spec(name: str, **overrides) -> DomainSpec:
     return dataclasses.replace(DOMAINS[name], **overrides)
 
 
+@functools.cache
+def _digits():
+    """scikit-learn's digits, parsed once per process (each split reads its labels, pools and glyphs here);
+    read-only, as every caller shares them."""
+    digits = load_digits()
+    for array in (digits.data, digits.images, digits.target):
+        array.flags.writeable = False
+    return digits
+
+
 def digit_pools(seed: int = 0, held_out: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
     """Split the 1,797 digits once: (pretraining pool, held-out pool) indices, class-stratified."""
-    digits = load_digits()
+    digits = _digits()
     rng = np.random.default_rng(seed)
     train, test = [], []
     for c in range(10):
@@ -164,7 +175,7 @@ def _texture(rng, canvas: int) -> np.ndarray:
 
 def render(spec: DomainSpec, digit_indices: np.ndarray, seed: int):
     """Render one image per digit index. Returns (images uint8 (N,H,W,3), labels (N,), boxes (N,4) xyxy)."""
-    digits = load_digits()
+    digits = _digits()
     rng = np.random.default_rng([seed, WORLD_VERSION, int(hashlib.sha256(spec.name.encode()).hexdigest()[:8], 16)])
     n, canvas = len(digit_indices), spec.canvas
     images = np.zeros((n, canvas, canvas, 3), np.uint8)
@@ -205,7 +216,7 @@ class DemoDataset(RenderedImages):
         self.name = f"demo-{spec.name}"
         self.classnames = list(CLASSNAMES)
         self.digit_indices = pool
-        self.labels = torch.from_numpy(load_digits().target[pool].astype(np.int64))
+        self.labels = torch.from_numpy(_digits().target[pool].astype(np.int64))
         self._rendered: tuple[np.ndarray, torch.Tensor] | None = None
 
     def _render(self) -> tuple[np.ndarray, torch.Tensor]:
