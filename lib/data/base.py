@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,6 +21,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image
+
+from lib.runtime.locations import atomic_write
 
 SPLITS = ("train", "val", "test")
 VARIANT_SPLITS = ("test",)  # the test-only datasets: ImageNet variants and the BSCD-FSL targets
@@ -101,6 +104,35 @@ class RenderedImages(torch.utils.data.Dataset):
     @property
     def fingerprint(self) -> str:
         return _digest(self.fingerprint_header())
+
+
+def read_renders(path: Path, what: str, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray] | None:
+    """The arrays named in ``shapes`` as an earlier process stored them at ``path`` (``store_renders``), or
+    None when the file is absent, unreadable or holds arrays whose leading dimensions differ from
+    ``shapes``: the caller renders again (warned, naming the file, unless the file is absent)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(io.BytesIO(path.read_bytes())) as stored:
+            arrays = {k: stored[k] for k in shapes}
+    except Exception as err:  # noqa: BLE001 -- any unreadable file is rendered again
+        warnings.warn(f"stored {what} renders {path} are unreadable ({type(err).__name__}: {err}); "
+                      "rendering again", stacklevel=3)
+        return None
+    if any(arrays[k].shape[:len(shape)] != tuple(shape) for k, shape in shapes.items()):
+        warnings.warn(f"stored {what} renders {path} have the wrong shape; rendering again", stacklevel=3)
+        return None
+    return arrays
+
+
+def store_renders(path: Path, what: str, arrays: dict[str, np.ndarray]) -> None:
+    """Store a rendered split's ``arrays`` at ``path`` (atomically) for later processes; a read-only cache
+    only costs the next process the rendering (warned)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+    except OSError as err:
+        warnings.warn(f"{what} renders not stored at {path}: {err}", stacklevel=3)
 
 
 def _read_bytes(path: Path, what: str, layout: str) -> bytes:

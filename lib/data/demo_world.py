@@ -26,13 +26,15 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from sklearn.datasets import load_digits
 
-from lib.data.base import DESCRIPTOR_DIR, RenderedImages
+from lib.data.base import DESCRIPTOR_DIR, RenderedImages, read_renders, store_renders
+from lib.runtime.locations import cache_dir
 
 CLASSNAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEMPLATES = (
@@ -220,12 +222,22 @@ class DemoDataset(RenderedImages):
         self._rendered: tuple[np.ndarray, torch.Tensor] | None = None
 
     def _render(self) -> tuple[np.ndarray, torch.Tensor]:
-        """(images, boxes), rendered on first use: a run whose features are all cached never draws them."""
+        """(images, boxes), rendered on first use (a run whose features are all cached never draws them)
+        and stored under the cache, as the parts world's renders, for later processes (0.3-2 s a split)."""
         if self._rendered is None:
-            # train and test renders use different streams, so the same digit never looks the same twice
-            images, _, boxes = render(self.spec, self.digit_indices, seed=self.seed * 2 + (self.split == "test"))
-            self._rendered = images, torch.from_numpy(boxes)
+            n, canvas = len(self.digit_indices), self.spec.canvas
+            arrays = read_renders(self.render_path(), "digits-world", {"images": (n, canvas, canvas, 3), "boxes": (n, 4)})
+            if arrays is None:
+                # train and test renders use different streams, so the same digit never looks the same twice
+                images, _, boxes = render(self.spec, self.digit_indices, seed=self.seed * 2 + (self.split == "test"))
+                arrays = {"images": images, "boxes": boxes}
+                store_renders(self.render_path(), "digits-world", arrays)
+            self._rendered = arrays["images"], torch.from_numpy(arrays["boxes"])
         return self._rendered
+
+    def render_path(self) -> Path:
+        """Where this split's renders are stored: ``<cache>/demo-renders/<fingerprint>.npz``."""
+        return cache_dir() / "demo-renders" / f"{self.fingerprint}.npz"
 
     @property
     def images(self) -> np.ndarray:

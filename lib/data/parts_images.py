@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
-import warnings
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from lib.data.base import RenderedImages
-from lib.runtime.locations import atomic_write, cache_dir
+from lib.data.base import RenderedImages, read_renders, store_renders
+from lib.runtime.locations import cache_dir
 from lib.data.parts_world import (CLEAN_WIDTH, CLUTTER_MAX, FINE_MIN_SCALE, HUE_MAX, PARTS, SMALL_WIDTH, VALUES,
                                   ClassDef, DomainSpec, domain_spec)
 
@@ -270,32 +268,15 @@ class PartsWorld(RenderedImages):
             part_boxes.append(parts)
         arrays = {"images": np.stack(images), "boxes": np.asarray(boxes, np.int64),
                   "part_boxes": np.asarray(part_boxes, np.int64)}
-        path = self.render_path()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda f: np.savez(f, **arrays))
-        except OSError as err:  # a read-only cache only costs the next process the rendering
-            warnings.warn(f"parts-world renders not stored at {path}: {err}", stacklevel=3)
+        store_renders(self.render_path(), "parts-world", arrays)
         return arrays
 
     def _stored(self, n: int) -> dict[str, np.ndarray] | None:
         """The split of ``n`` images as a previous process stored it, or None (absent, unreadable or of
         another shape: rendered again)."""
-        path = self.render_path()
-        if not path.is_file():
-            return None
-        try:
-            with np.load(io.BytesIO(path.read_bytes())) as stored:
-                arrays = {k: stored[k] for k in ("images", "boxes", "part_boxes")}
-        except Exception as err:  # noqa: BLE001 -- any unreadable file is rendered again
-            warnings.warn(f"stored parts-world renders {path} are unreadable ({type(err).__name__}: {err}); "
-                          "rendering again", stacklevel=3)
-            return None
         canvas = self.spec.canvas
-        if arrays["images"].shape != (n, canvas, canvas, 3) or arrays["part_boxes"].shape[:2] != (n, len(PARTS)):
-            warnings.warn(f"stored parts-world renders {path} have the wrong shape; rendering again", stacklevel=3)
-            return None
-        return arrays
+        return read_renders(self.render_path(), "parts-world",
+                            {"images": (n, canvas, canvas, 3), "boxes": (n, 4), "part_boxes": (n, len(PARTS))})
 
     def render_path(self):
         """Where this split's renders are stored: ``<cache>/parts-renders/<fingerprint>.npz``."""

@@ -3,17 +3,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from lib.data import demo_world
 
 
-def test_rendering_is_deterministic():
+def test_rendering_is_deterministic(monkeypatch, tmp_path):
+    monkeypatch.setenv("COMPANION_CACHE", str(tmp_path))  # each split rendered here, not read from a store
     a = demo_world.DemoDataset(demo_world.DOMAINS["clutter"], "test", n=20)
     b = demo_world.DemoDataset(demo_world.DOMAINS["clutter"], "test", n=20)
-    assert np.array_equal(a.images, b.images) and a.fingerprint == b.fingerprint
+    assert a.fingerprint == b.fingerprint
+    drawn = [demo_world.render(a.spec, a.digit_indices, seed=1) for _ in range(2)]
+    assert np.array_equal(drawn[0][0], drawn[1][0]) and np.array_equal(a.images, drawn[0][0])
 
 
-def test_images_are_rendered_once_and_only_when_read(monkeypatch):
+def test_images_are_rendered_once_and_only_when_read(monkeypatch, tmp_path):
+    monkeypatch.setenv("COMPANION_CACHE", str(tmp_path))
     calls = []
     render = demo_world.render
     monkeypatch.setattr(demo_world, "render", lambda *a, **k: calls.append(a) or render(*a, **k))
@@ -26,6 +31,23 @@ def test_images_are_rendered_once_and_only_when_read(monkeypatch):
     assert len(calls) == 1 and images.shape == (20, 32, 32, 3) and boxes.shape == (20, 4)
     # the labels read without rendering are the rendered ones
     assert np.array_equal(ds.labels.numpy(), render(*calls[0][:2], seed=1)[1])
+    # a later process reads the stored renders instead of drawing them again
+    assert ds.render_path().is_file() and ds.render_path().parent == tmp_path / "demo-renders"
+    again = demo_world.DemoDataset(demo_world.DOMAINS["colour"], "test", n=20)
+    assert np.array_equal(again.images, images) and torch.equal(again.boxes, boxes) and len(calls) == 1
+
+
+def test_bad_stored_renders_are_rendered_again(monkeypatch, tmp_path):
+    monkeypatch.setenv("COMPANION_CACHE", str(tmp_path))
+    first = demo_world.DemoDataset(demo_world.DOMAINS["clutter"], "test", n=6)
+    images = first.images
+    first.render_path().write_bytes(b"not an npz")
+    with pytest.warns(UserWarning, match=r"stored digits-world renders .* are unreadable .*rendering again"):
+        assert np.array_equal(demo_world.DemoDataset(demo_world.DOMAINS["clutter"], "test", n=6).images, images)
+    smaller = demo_world.DemoDataset(demo_world.DOMAINS["clutter"], "test", n=6)
+    np.savez(smaller.render_path(), images=images[:3], boxes=first.boxes.numpy()[:3])
+    with pytest.warns(UserWarning, match="have the wrong shape"):
+        assert np.array_equal(smaller.images, images)
 
 
 def test_pools_are_disjoint_and_cover_the_digits():
