@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
+import sklearn
 import torch
 
 from lib.experiments import fair_ablations as fa
+from lib.features import cache as feature_cache
 from lib.methods import feature_space, metrics
 from lib.report.outputs import headline_numbers
 
@@ -69,19 +72,35 @@ def separation(by_dataset: dict[str, dict]) -> pd.DataFrame:
     ]).set_index(["dataset", "state"])
 
 
-def tsne_panels(state: dict, size: int, seed: int) -> dict[str, tuple]:
+def tsne_panels(state: dict, size: int, seed: int, cache=None) -> dict[str, tuple]:
     """{panel title: (points, labels, anchor points)} of ``size`` seeded test images, before and after.
     With fewer points than scikit-learn's perplexity of 30 needs (a tiny test split), the perplexity
-    drops to a third of the points (ours: t-SNE's usual rule of thumb, so a smoke run still draws)."""
+    drops to a third of the points (ours: t-SNE's usual rule of thumb, so a smoke run still draws).
+    With a ``cache``, each map is stored keyed by its inputs (a warm rerun reads it: about 3 s a map on
+    2 cores)."""
     idx = torch.randperm(len(state["labels"]), generator=torch.Generator().manual_seed(seed))[:size].sort().values
     points_in_map = len(idx) + len(state["before"][2])
     perplexity = min(feature_space.PERPLEXITY, max(1.0, (points_in_map - 1) / 3))
     panels = {}
     for name in STATES:
         feats, _, anchors = state[name]
-        points, stars = feature_space.tsne_with_anchors(feats[idx], anchors, seed, perplexity)
+        points, stars = tsne_map(feats[idx], anchors, seed, perplexity, cache)
         panels[PANEL_TITLES[name]] = (points, state["labels"][idx], stars)
     return panels
+
+
+def tsne_map(features: torch.Tensor, anchors: torch.Tensor, seed: int, perplexity: float,
+             cache=None) -> tuple[np.ndarray, np.ndarray]:
+    """``feature_space.tsne_with_anchors``, through ``cache`` when one is given (keyed by the features,
+    anchors, seed, perplexity, scikit-learn's version and ``feature_space``'s source)."""
+    def fit() -> dict[str, torch.Tensor]:
+        points, stars = feature_space.tsne_with_anchors(features, anchors, seed, perplexity)
+        return {"points": torch.from_numpy(points), "anchors": torch.from_numpy(stars)}
+
+    out = feature_cache.cached_result(cache, "tsne", {"features": features, "anchors": anchors},
+                                      {"seed": seed, "perplexity": perplexity, "sklearn": sklearn.__version__},
+                                      [feature_space], fit)
+    return out["points"].numpy(), out["anchors"].numpy()
 
 
 def shown(summary: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:

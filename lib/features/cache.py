@@ -33,6 +33,7 @@ import json
 import math
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import torch
@@ -200,6 +201,35 @@ class ReadOnlyCache(FeatureCache):
 
 # --------------------------------------------------------------------------------------------------
 # Feature helpers
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """SHA-256 of a tensor's dtype, shape and values: the key part of a result computed from it."""
+    t = tensor.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{t.dtype}:{tuple(t.shape)}:".encode())
+    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def source_digest(modules: Sequence[ModuleType]) -> str:
+    """SHA-256 of the source files of ``modules``: the key part that makes a result cached by their code go
+    stale when that code changes (the stale-cache failure this module's docstring recalls)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(module.__name__.encode() + b"\0" + Path(module.__file__).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def cached_result(cache: FeatureCache | None, kind: str, inputs: Mapping[str, torch.Tensor], settings: dict,
+                  code: Sequence[ModuleType], compute: Callable[[], T]) -> T:
+    """Cache ``compute()``, a result derived from already computed tensors (a t-SNE map, a sweep's
+    accuracies), keyed by the digests of its ``inputs``, its JSON ``settings`` (library versions among them
+    where a library computes it) and the source of the modules in ``code``; ``cache=None`` computes it."""
+    if cache is None:
+        return compute()
+    parts = {"kind": kind, "inputs": {name: tensor_digest(t) for name, t in inputs.items()},
+             "settings": settings, "code": source_digest(code)}
+    return cache.get_or_compute(parts, compute)
 
 
 def dataset_fingerprint(dataset) -> str:

@@ -2,18 +2,23 @@
 the parts world (notebooks 02 and 04)."""
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from lib.data import parts_world as world
 from lib.data.parts_images import PartsWorld
+from lib.experiments import fair_ablations as fa
 from lib.experiments import parts_fair as pf
 from lib.experiments import parts_world as pw
+from lib.experiments.parts_episodes import DistinguishingPart
+from lib.experiments import tsne_confusion
+from lib.features.cache import FeatureCache
 from lib.runtime import profiles
 
 
 def test_distinguishing_part_boxes_are_the_varying_parts():
-    from lib.experiments.parts_episodes import DistinguishingPart
     data = PartsWorld("novel", "test", n_per_class=1)
     wrapped = DistinguishingPart(data)
     for i, y in enumerate(data.labels.tolist()):
@@ -36,10 +41,6 @@ def test_fair_profile_overrides_only_what_parts_fair_names():
 
 
 def test_fair_table3_runs_table3_on_the_parts_dataset_with_fairs_seed(monkeypatch):
-    import pandas as pd
-
-    from lib.experiments import fair_ablations as fa
-
     cfg = profiles.load("demo")
     opts = cfg["parts"]["fair"]
     assert opts["table3"] is False  # off by default: nine more FAIR runs
@@ -65,9 +66,6 @@ def test_fair_table3_runs_table3_on_the_parts_dataset_with_fairs_seed(monkeypatc
 
 
 def test_fair_states_use_fairs_run_of_notebook_02_and_the_sibling_groups(monkeypatch):
-    from lib.experiments import fair_ablations as fa
-    from lib.experiments import tsne_confusion
-
     cfg = profiles.load("demo")
     opts = cfg["parts"]["fair"]
     seen = {}
@@ -98,9 +96,6 @@ def test_fair_states_use_fairs_run_of_notebook_02_and_the_sibling_groups(monkeyp
 
 
 def test_gain_over_zero_shot_is_each_seeds_final_minus_zero_shot_with_mean_and_std():
-    import pandas as pd
-
-    from lib.experiments import fair_ablations as fa
     table = pd.DataFrame([{"method": fa.CUPL_ZERO_SHOT, "seed": "-", "accuracy": 60.0},
                           {"method": "FAIR", "seed": "0", "accuracy": 64.0, fa.BEST: 65.0},
                           {"method": "FAIR", "seed": "1", "accuracy": 61.0, fa.BEST: 62.0}]).set_index(["method", "seed"])
@@ -108,3 +103,21 @@ def test_gain_over_zero_shot_is_each_seeds_final_minus_zero_shot_with_mean_and_s
     assert gain.to_dict() == {"seed 0": 4.0, "seed 1": 1.0, "mean": 2.5, "std": pytest.approx(2.1213, abs=1e-4)}
     assert pf.headline(table)["fair_parts_colour | FAIR minus zero-shot | mean"] == 2.5
     assert pd.isna(pf.gain_over_zero_shot(table.drop(("FAIR", "1")))["std"])  # one seed: no spread
+
+
+def test_tsne_maps_and_theta_accuracies_read_back_from_the_cache_equal(tmp_path):
+    cache, g = FeatureCache(tmp_path), torch.Generator().manual_seed(0)
+    feats, anchors = torch.randn(40, 8, generator=g), torch.randn(4, 8, generator=g)
+    fresh = tsne_confusion.tsne_map(feats, anchors, 0, 10.0)
+    stored = tsne_confusion.tsne_map(feats, anchors, 0, 10.0, cache)
+    read = tsne_confusion.tsne_map(feats, anchors, 0, 10.0, cache)
+    assert cache.hits == 1 and all(np.array_equal(a, b) for a, b in zip(fresh + stored, read + read))
+    split = {"crops": torch.nn.functional.normalize(torch.randn(12, 5, 8, generator=g), dim=-1),
+             "global": torch.nn.functional.normalize(torch.randn(12, 8, generator=g), dim=-1)}
+    text = {"dclip": torch.nn.functional.normalize(torch.randn(3, 2, 8, generator=g), dim=-1),
+            "mask": torch.ones(3, 2, dtype=torch.bool)}
+    labels = torch.arange(12) % 3
+    fresh = pw.theta_accuracies(split, text, labels, [0.0, 0.5, 1.0], 0.1)
+    stored = pw.theta_accuracies(split, text, labels, [0.0, 0.5, 1.0], 0.1, cache)
+    assert fresh.shape == (len(pw.THETA_ROWS), 3) and torch.equal(fresh, stored)
+    assert torch.equal(pw.theta_accuracies(split, text, labels, [0.0, 0.5, 1.0], 0.1, cache), fresh) and cache.hits == 2

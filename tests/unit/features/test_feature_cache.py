@@ -339,3 +339,30 @@ def test_read_only_cache_reads_entries_and_never_computes(tmp_path):
         probe.get_or_compute({"kind": "missing"}, lambda: torch.zeros(2))
     assert {"kind": "missing"} not in FeatureCache(tmp_path)
     assert (probe.hits, probe.misses) == (1, 1)
+
+
+def test_tensor_digest_follows_values_dtype_and_shape():
+    x = torch.arange(6, dtype=torch.float32)
+    digest = feature_cache.tensor_digest(x)
+    assert feature_cache.tensor_digest(x.clone()) == digest
+    assert feature_cache.tensor_digest(x.reshape(2, 3)[:, 1]) == feature_cache.tensor_digest(torch.tensor([1.0, 4.0]))
+    others = [x + 1e-6, x.double(), x.reshape(2, 3), torch.arange(6) > 2]
+    assert len({digest, *map(feature_cache.tensor_digest, others)}) == 1 + len(others)
+
+
+def test_cached_results_are_keyed_by_inputs_settings_and_code(tmp_path):
+    cache, calls = FeatureCache(tmp_path), []
+
+    def compute(x):
+        calls.append(1)
+        return {"sum": x.sum(0)}
+
+    x = torch.ones(3, 2)
+    first = feature_cache.cached_result(cache, "demo", {"x": x}, {"k": 1}, [feature_cache], lambda: compute(x))
+    again = feature_cache.cached_result(cache, "demo", {"x": x.clone()}, {"k": 1}, [feature_cache], lambda: compute(x))
+    assert len(calls) == 1 and torch.equal(first["sum"], again["sum"]) and cache.hits == 1
+    for inputs, settings, code in [({"x": 2 * x}, {"k": 1}, [feature_cache]), ({"x": x}, {"k": 2}, [feature_cache]),
+                                   ({"x": x}, {"k": 1}, [feature_cache, demo_world])]:
+        feature_cache.cached_result(cache, "demo", inputs, settings, code, lambda: compute(x))
+    assert len(calls) == 4
+    assert feature_cache.cached_result(None, "demo", {"x": x}, {}, [], lambda: compute(x)) and len(calls) == 5
