@@ -49,7 +49,7 @@ import yaml
 from lib.jobs import grid as grids
 from lib.jobs.cluster import execute, kernel_env
 from lib.jobs.record import cache_state, summary, write_record
-from lib.jobs.resume import output_folders, remove_stale_temporaries
+from lib.jobs.resume import lib_version, output_folders, remove_stale_temporaries
 from lib.jobs.tasks import ParameterError, Task, check_parameters, declared_parameters, notebooks
 from lib.runtime import locations, machine, profiles
 from lib.runtime.locations import NOTEBOOKS_DIR, REPO_ROOT
@@ -160,8 +160,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def ensure_demo_model() -> None:
     """Pretrain the demo model, or find it cached, in a child process: the main job itself never imports
-    torch (its CUDA build alone holds ~0.8 GB resident), so its peak memory is the notebooks' own."""
-    subprocess.run([sys.executable, "-c", "from lib.models import pretrain; pretrain.demo_checkpoint()"], check=True)
+    torch (its CUDA build alone holds ~0.8 GB resident), so its peak memory is the notebooks' own.
+
+    The checkpoint's key is a function of ``lib/``'s sources (its recipe, config, descriptions and
+    versions all live there), so once a child has found or trained it, a note under the cache
+    (``demo-model/lib-<lib_version>.checked``, naming the checkpoint) lets a later run with the same
+    sources skip the child, whose imports alone take 8-19 s on 2 cores. Were the note ever wrong, nothing
+    would be: every kernel loads the model through ``pretrain.demo_checkpoint`` and pretrains it if absent."""
+    note = locations.cache_dir() / "demo-model" / f"lib-{lib_version()}.checked"
+    if note.is_file() and (note.parent / note.read_text().strip()).is_file():
+        return
+    found = subprocess.run([sys.executable, "-c", "from lib.models import pretrain; print(pretrain.demo_checkpoint().name)"],
+                           check=True, stdout=subprocess.PIPE, text=True)
+    note.parent.mkdir(parents=True, exist_ok=True)
+    locations.atomic_write(note, lambda f: f.write(found.stdout.strip().splitlines()[-1].encode()))
 
 
 if __name__ == "__main__":

@@ -347,3 +347,27 @@ def test_default_run_without_data_root_leaves_the_committed_notebooks(tmp_path, 
     else:
         assert committed.read_bytes() == before and "executed" in moved.read_text()
         assert "DATA_ROOT is not set: the committed notebooks" in result.stderr
+
+
+def test_the_demo_model_child_runs_once_per_lib_version(monkeypatch, tmp_path):
+    from lib import regenerate
+
+    monkeypatch.setenv("COMPANION_CACHE", str(tmp_path))
+    calls = []
+
+    def child(argv, **kwargs):
+        calls.append(argv)
+        (tmp_path / "demo-model").mkdir(exist_ok=True)
+        (tmp_path / "demo-model" / "abc.pt").write_bytes(b"weights")
+        return subprocess.CompletedProcess(argv, 0, stdout="abc.pt\n")
+
+    monkeypatch.setattr(regenerate.subprocess, "run", child)
+    regenerate.ensure_demo_model()
+    assert len(calls) == 1 and "demo_checkpoint" in calls[0][-1]
+    notes = list((tmp_path / "demo-model").glob("lib-*.checked"))
+    assert len(notes) == 1 and notes[0].read_text() == "abc.pt"
+    regenerate.ensure_demo_model()  # the same sources: the note names an existing checkpoint
+    assert len(calls) == 1
+    (tmp_path / "demo-model" / "abc.pt").unlink()  # the checkpoint gone: the child looks (and trains) again
+    regenerate.ensure_demo_model()
+    assert len(calls) == 2
