@@ -9,6 +9,7 @@ block (``lib/runtime/profiles/demo.yaml``).
 """
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -92,30 +93,47 @@ def evaluate(handle: ModelHandle, settings: dict, domain: str, seed: int, cache:
     out = {"chance": 100.0 / len(data.class_defs),
            "description cosine (DCLIP)": float(part_alignment.within_class_cosine(text["dclip"], mask).mean()),
            "description cosine (CuPL)": float(part_alignment.within_class_cosine(text["cupl"], mask).mean())}
-    if not with_crops:
-        img = feature_cache.image_features(handle, data, cache=cache)
-    else:
-        img, crops, boxes = feats["global"], feats["crops"], feats["boxes"]
+    img = feats["global"] if with_crops else feature_cache.image_features(handle, data, cache=cache)
     out["CLIP (templates)"] = metrics.accuracy(scoring.clip_logits(img, text["txt"]), y)
     out["CLIP (one template)"] = metrics.accuracy(scoring.clip_logits(img, text["single"]), y)
     out["CuPL"] = metrics.accuracy(scoring.cupl_logits(img, text["cupl"], mask), y)
     out["DCLIP"] = metrics.accuracy(scoring.dclip_logits(img, text["dclip"], mask), y)
     if not with_crops:
         return out
-    out["WCA"] = metrics.accuracy(scoring.wca_logits(crops, img, text["cupl"], mask, class_txt=text["single"]), y)
-    covers = part_alignment.covering(boxes, data.part_boxes)
-    for row, switches in LAZSL_ROWS.items():
-        logits, plans = scoring.lazsl_logits(crops, img, text["dclip"], mask, theta=settings["theta"],
-                                             eps=settings["eps"], return_plans=True, **switches)
-        out[row] = metrics.accuracy(logits, y)
-        if row in PLAN_ROWS:
-            share, independent = part_alignment.plan_part_share(plans[torch.arange(len(y)), y], covers)
-            out[f"plan part share, {row}"] = 100.0 * float(share.mean())
-            out[f"plan part share, {row}: independent coupling"] = 100.0 * float(independent.mean())
-    hit, chance = part_alignment.part_retrieval(crops, text["dclip"][y], covers)
-    out["part retrieval"] = 100.0 * float(hit.float().mean())
-    out["part retrieval: chance"] = 100.0 * float(chance.mean())
-    return out
+    return out | crop_rows(feats, text, y, data.part_boxes, settings["theta"], settings["eps"], cache)
+
+
+def crop_rows(feats: dict, text: dict, labels: torch.Tensor, part_boxes: torch.Tensor, theta: float, eps: float,
+              cache: feature_cache.FeatureCache | None = None) -> dict[str, float]:
+    """``evaluate``'s rows that score crops (WCA, ``LAZSL_ROWS`` with the plan part shares of ``PLAN_ROWS``,
+    part retrieval), in that order, for one split's crop features (``global``, ``crops``, ``boxes``), text
+    side, labels and part boxes; through ``cache`` when given (a warm rerun reads them instead of solving
+    the transport plans again), keyed by those tensors, theta, eps, POT's version and the source of the
+    modules that compute them (this one among them: its row definitions)."""
+    img, crops, boxes, y, mask = feats["global"], feats["crops"], feats["boxes"], labels, text["mask"]
+
+    def score() -> dict[str, torch.Tensor]:
+        out = {"WCA": metrics.accuracy(scoring.wca_logits(crops, img, text["cupl"], mask, class_txt=text["single"]), y)}
+        covers = part_alignment.covering(boxes, part_boxes)
+        for row, switches in LAZSL_ROWS.items():
+            logits, plans = scoring.lazsl_logits(crops, img, text["dclip"], mask, theta=theta, eps=eps,
+                                                 return_plans=True, **switches)
+            out[row] = metrics.accuracy(logits, y)
+            if row in PLAN_ROWS:
+                share, independent = part_alignment.plan_part_share(plans[torch.arange(len(y)), y], covers)
+                out[f"plan part share, {row}"] = 100.0 * float(share.mean())
+                out[f"plan part share, {row}: independent coupling"] = 100.0 * float(independent.mean())
+        hit, chance = part_alignment.part_retrieval(crops, text["dclip"][y], covers)
+        out["part retrieval"] = 100.0 * float(hit.float().mean())
+        out["part retrieval: chance"] = 100.0 * float(chance.mean())
+        return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
+
+    inputs = {"global": img, "crops": crops, "boxes": boxes, "labels": y, "part_boxes": part_boxes,
+              **{f"text {k}": text[k] for k in ("cupl", "dclip", "single", "mask")}}
+    values = feature_cache.cached_result(cache, "parts-crop-rows", inputs,
+                                         {"theta": theta, "eps": eps, "pot": ot.__version__},
+                                         [scoring, sinkhorn, metrics, part_alignment, sys.modules[__name__]], score)
+    return {k: float(v) for k, v in values.items()}
 
 
 THETA_ROWS = {"LaZSL (+ selection + hybrid)": True, "+ OT + hybrid, no selection": False}  # row -> vision selection

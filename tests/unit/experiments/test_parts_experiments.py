@@ -121,3 +121,24 @@ def test_tsne_maps_and_theta_accuracies_read_back_from_the_cache_equal(tmp_path)
     stored = pw.theta_accuracies(split, text, labels, [0.0, 0.5, 1.0], 0.1, cache)
     assert fresh.shape == (len(pw.THETA_ROWS), 3) and torch.equal(fresh, stored)
     assert torch.equal(pw.theta_accuracies(split, text, labels, [0.0, 0.5, 1.0], 0.1, cache), fresh) and cache.hits == 2
+
+
+def test_crop_rows_read_back_from_the_cache_equal_in_order(tmp_path):
+    cache, g = FeatureCache(tmp_path), torch.Generator().manual_seed(1)
+    unit = lambda *shape: torch.nn.functional.normalize(torch.randn(*shape, generator=g), dim=-1)  # noqa: E731
+    n, crops = 9, 6
+    corner = torch.randint(0, 40, (n, crops, 2), generator=g)
+    feats = {"global": unit(n, 8), "crops": unit(n, crops, 8), "boxes": torch.cat([corner, corner + 24], -1)}
+    text = {"cupl": unit(3, len(world.PARTS), 8), "dclip": unit(3, len(world.PARTS), 8), "single": unit(3, 8),
+            "mask": torch.ones(3, len(world.PARTS), dtype=torch.bool)}
+    part_corner = torch.randint(0, 48, (n, len(world.PARTS), 2), generator=g)
+    part_boxes = torch.cat([part_corner, part_corner + 16], -1)
+    labels = torch.arange(n) % 3
+    fresh = pw.crop_rows(feats, text, labels, part_boxes, 0.8, 0.1)
+    stored = pw.crop_rows(feats, text, labels, part_boxes, 0.8, 0.1, cache)
+    read = pw.crop_rows(feats, text, labels, part_boxes, 0.8, 0.1, cache)
+    assert list(fresh) == list(read) and fresh == stored == read and cache.hits == 1
+    assert list(fresh)[0] == "WCA" and list(fresh)[-2:] == ["part retrieval", "part retrieval: chance"]
+    assert [r for r in fresh if r in pw.LAZSL_ROWS] == list(pw.LAZSL_ROWS)
+    pw.crop_rows(feats, text, labels, part_boxes, 0.5, 0.1, cache)  # another theta: another entry
+    assert cache.hits == 1 and cache.misses == 2
