@@ -15,6 +15,7 @@ from lib.experiments import parts_world as pw
 from lib.experiments.parts_episodes import DistinguishingPart
 from lib.experiments import tsne_confusion
 from lib.features.cache import FeatureCache
+from lib.methods import metrics, scoring
 from lib.runtime import profiles
 
 
@@ -142,3 +143,19 @@ def test_crop_rows_read_back_from_the_cache_equal_in_order(tmp_path):
     assert [r for r in fresh if r in pw.LAZSL_ROWS] == list(pw.LAZSL_ROWS)
     pw.crop_rows(feats, text, labels, part_boxes, 0.5, 0.1, cache)  # another theta: another entry
     assert cache.hits == 1 and cache.misses == 2
+
+
+def test_theta_rows_give_each_method_and_theta_its_own_scoring(monkeypatch):
+    g = torch.Generator().manual_seed(2)
+    unit = lambda *shape: torch.nn.functional.normalize(torch.randn(*shape, generator=g), dim=-1)  # noqa: E731
+    feats = {"global": unit(12, 8), "crops": unit(12, 5, 8)}
+    text = {"dclip": unit(3, 2, 8), "mask": torch.ones(3, 2, dtype=torch.bool)}
+    data = type("Split", (), {"labels": torch.arange(12) % 3})()
+    monkeypatch.setattr(pw, "split_inputs", lambda *a, **k: (data, text, feats))
+    settings = {"crop_domains": ["fine"], "seeds": [0], "eps": 0.1}
+    rows = pw.theta_rows(None, settings, None, [0.0, 0.5, 1.0])
+    assert len(rows) == len(pw.THETA_ROWS) * 3
+    for row in rows.itertuples():
+        logits = scoring.lazsl_logits(feats["crops"], feats["global"], text["dclip"], text["mask"], theta=row.value,
+                                      eps=0.1, select=pw.THETA_ROWS[row.method])
+        assert row.accuracy == metrics.accuracy(logits, data.labels)
