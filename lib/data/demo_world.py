@@ -225,13 +225,13 @@ class DemoDataset(RenderedImages):
         """(images, boxes), rendered on first use (a run whose features are all cached never draws them)
         and stored under the cache, as the parts world's renders, for later processes (0.3-2 s a split)."""
         if self._rendered is None:
-            n, canvas = len(self.digit_indices), self.spec.canvas
-            arrays = read_renders(self.render_path(), "digits-world", {"images": (n, canvas, canvas, 3), "boxes": (n, 4)})
+            n, canvas, path = len(self.digit_indices), self.spec.canvas, self.render_path()
+            arrays = read_renders(path, "digits-world", {"images": (n, canvas, canvas, 3), "boxes": (n, 4)})
             if arrays is None:
                 # train and test renders use different streams, so the same digit never looks the same twice
                 images, _, boxes = render(self.spec, self.digit_indices, seed=self.seed * 2 + (self.split == "test"))
                 arrays = {"images": images, "boxes": boxes}
-                store_renders(self.render_path(), "digits-world", arrays)
+                store_renders(path, "digits-world", arrays)
             self._rendered = arrays["images"], torch.from_numpy(arrays["boxes"])
         return self._rendered
 

@@ -150,9 +150,10 @@ def theta_rows(handle: ModelHandle, settings: dict, cache: feature_cache.Feature
     for domain, seed in tqdm(jobs, desc="theta", disable=None):
         data, text, feats = split_inputs(handle, settings, domain, seed, cache)
         accuracy = theta_accuracies(feats, text, data.labels, thetas, settings["eps"], cache)
-        for (method, theta), value in zip([(m, t) for m in THETA_ROWS for t in thetas], accuracy.flatten().tolist(), strict=True):
-            records.append({"parameter": f"theta on parts-{domain}", "method": method, "value": float(theta),
-                            "seed": seed, "accuracy": value})
+        for method, row in zip(THETA_ROWS, accuracy.tolist(), strict=True):
+            for theta, value in zip(thetas, row, strict=True):
+                records.append({"parameter": f"theta on parts-{domain}", "method": method, "value": float(theta),
+                                "seed": seed, "accuracy": value})
     return pd.DataFrame.from_records(records)
 
 
