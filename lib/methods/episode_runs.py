@@ -29,7 +29,7 @@ def query_maps(tuned: Tuned, pixels: torch.Tensor, labels: torch.Tensor) -> dict
     text = tuned.text()
     grid = tuple(tuned.visual.grid_size)
     patches = localisation.patch_features(tuned.visual, tokens["patches"])
-    return {"logits": (tokens["features"] @ text.T).cpu(),
+    return {"logits": query_logits(tuned, tokens),
             "cls": models.attention_maps(tuned.handle, pixels, tuned.visual).mean(1),
             "text": localisation.patch_text_maps(patches, text[labels.to(text.device)], grid).cpu()}
 
@@ -52,22 +52,30 @@ def query_pixels(tuned: Tuned, dataset, episode: Episode) -> torch.Tensor:
 
 
 @torch.no_grad()
+def query_logits(tuned: Tuned, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(Q, N) logits of the text classifier alone on the queries' ``tokens`` (``Tuned.tokens``)."""
+    return (tokens["features"] @ tuned.text().T).cpu()
+
+
+@torch.no_grad()
 def query_accuracy(tuned: Tuned, pixels: torch.Tensor, labels: torch.Tensor) -> float:
     """Accuracy (%) of the text classifier alone on the query ``pixels`` (as the D-Trap code scores)."""
-    logits = (tuned.tokens(pixels)["features"] @ tuned.text().T).cpu()
-    return metrics.accuracy(logits, labels)
+    return metrics.accuracy(query_logits(tuned, tuned.tokens(pixels)), labels)
 
 
+@torch.no_grad()
 def evaluate(tuned: Tuned, dataset, episode: Episode) -> dict[str, torch.Tensor]:
     """Query accuracy (%) and, with boxes, the localisation scores of both maps and their chance level.
     Boxes are mapped through the model's preprocessing (resize + centre crop), which is also view 0
-    for the square images of the demo world."""
+    for the square images of the demo world. Without boxes (every target of the paper profile) the maps
+    would go unused, so only the logits are computed: one forward pass of the queries instead of two."""
     pixels = query_pixels(tuned, dataset, episode)
     labels = episode.query_labels
-    out = query_maps(tuned, pixels, labels)
+    coverage = query_boxes(dataset, episode.query, tuned.handle.image_size, tuple(tuned.visual.grid_size))
+    out = query_maps(tuned, pixels, labels) if coverage is not None else {
+        "logits": query_logits(tuned, tuned.tokens(pixels))}
     result = {"accuracy": torch.tensor(metrics.accuracy(out["logits"], labels)),
               "predictions": out["logits"].argmax(1)}
-    coverage = query_boxes(dataset, episode.query, tuned.handle.image_size, tuple(tuned.visual.grid_size))
     if coverage is not None:
         result["localisation_cls"] = localisation.localisation_score(out["cls"], coverage)
         result["localisation_text"] = localisation.localisation_score(out["text"], coverage)

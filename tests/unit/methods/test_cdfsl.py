@@ -674,3 +674,32 @@ def test_run_episode_scores_queries_and_is_cached(handle, dataset, class_text, t
     third_config = dataclasses.replace(config, steps=0)
     assert episode_runs.episode_settings(episode, third_config, class_text[list(episode.classes)]) != \
         episode_runs.episode_settings(episode, config, class_text[list(episode.classes)])
+
+
+class _WithoutBoxes(torch.utils.data.Dataset):
+    """``dataset`` seen as a dataset without object boxes (every target of the paper profile)."""
+
+    def __init__(self, dataset):
+        self.dataset, self.labels, self.classnames = dataset, dataset.labels, dataset.classnames
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.dataset[i]
+
+
+def test_without_boxes_evaluate_scores_the_queries_with_one_forward_pass_and_no_maps(handle, dataset, monkeypatch):
+    episode = sample_episodes(dataset.labels, n_way=2, k_shot=1, n_query=2, seed=2, classnames=dataset.classnames)[0]
+    tuned, _ = episode_runs.finetune_episode(handle, dataset, episode, models.encode_texts(
+        handle, [f"a photo of a {dataset.classnames[c]}." for c in episode.classes]), finetune.CdfslConfig(tuning="ln", steps=1))
+    with_boxes = episode_runs.evaluate(tuned, dataset, episode)
+    passes = []
+    tokens = tuned.tokens
+    monkeypatch.setattr(tuned, "tokens", lambda pixels: passes.append(len(pixels)) or tokens(pixels))
+    monkeypatch.setattr(episode_runs.models, "attention_maps", lambda *a, **k: pytest.fail("maps without boxes"))
+    without = episode_runs.evaluate(tuned, _WithoutBoxes(dataset), episode)
+    assert passes == [len(episode.query)]
+    assert set(without) == {"accuracy", "predictions"}
+    assert torch.equal(without["predictions"], with_boxes["predictions"])
+    assert without["accuracy"].item() == with_boxes["accuracy"].item()
