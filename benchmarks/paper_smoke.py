@@ -49,7 +49,7 @@ SIZE_KEYS = {  # every key a smoke run may change: sizes, the device and the dat
     "device", "batch_size", "templates", "datasets", "n_crops", "crop_seeds", "sweep_size", "timing_images",
     "fair.datasets", "fair.adapt_size", "fair.test_size", "fair.fairness_seeds", "fair.config.epochs",
     "fair.config.n_crops", "fair.config.top_k", "fair.config.batch_size", "fair.sweep", "fair.cost_images",
-    "cdfsl.targets", "cdfsl.episodes", "cdfsl.shots", "cdfsl.queries", "cdfsl.config.steps",
+    "cdfsl.targets", "cdfsl.episodes", "cdfsl.shots", "cdfsl.ways", "cdfsl.queries", "cdfsl.config.steps",
     "cdfsl.clip_lora.config.steps_per_shot",
 }
 _COMMON = {"datasets": ["EuroSAT"], "fair.datasets": ["EuroSAT"], "cdfsl.targets": ["EuroSAT"], "crop_seeds": [0],
@@ -59,15 +59,16 @@ SIZES = {
     # 2 CPU cores: 20 test images, 2 crops, one template (of the 80: the text tower costs as much per
     # prompt as the image tower per view), 1-image timing, FAIR on 10 images with 2 crops in batches of 4
     # (Fig. 10's grid N in {2, 4}, k in {1, 2}; 2 images in the cost cells: the paper's grid reaches 32
-    # crops and 64 images, minutes of a ViT-B/32 on 2 cores), 1-shot episodes with 1 query per class (the
-    # pool holds 2 per class); CLIP-LoRA / D-Trap one iteration per shot (each ViT-B-16 iteration trains on
-    # 5 views of the support set; the three regimes of the schedule run in tests/unit/methods/test_dtrap.py,
-    # and the GPU size's 10 iterations reach them all)
+    # crops and 64 images, minutes of a ViT-B/32 on 2 cores), 2-way 1-shot episodes with 1 query per class
+    # (the pool holds 2 per class; 5-way: a CLIP-LoRA / D-Trap iteration trains ViT-B-16 on 5 views of 5
+    # images, 28 s on 2 cores, and notebook 03 trains 8 such episodes); CLIP-LoRA / D-Trap one iteration per
+    # shot (the three regimes of the schedule run in tests/unit/methods/test_dtrap.py, and the GPU size's
+    # 10 iterations, 5-way, reach them all)
     "cpu": Sizes({"train": 2, "val": 1, "test": 2}, {
         **_COMMON, "device": "cpu", "batch_size": 32, "templates": "single", "n_crops": 2, "sweep_size": 2,
         "timing_images": 1, "fair.adapt_size": 10, "fair.test_size": 10, "fair.config.n_crops": 2,
         "fair.config.top_k": 1, "fair.config.batch_size": 4, "fair.sweep": {"n": [2, 4], "k": [1, 2]},
-        "fair.cost_images": 2, "cdfsl.queries": 1, "cdfsl.clip_lora.config.steps_per_shot": 1}),
+        "fair.cost_images": 2, "cdfsl.ways": 2, "cdfsl.queries": 1, "cdfsl.clip_lora.config.steps_per_shot": 1}),
     # a GPU, within the 10 minutes of `python -m benchmarks --device cuda`: the paper's crops and templates
     "cuda": Sizes({"train": 8, "val": 2, "test": 20}, {
         **_COMMON, "device": "cuda", "sweep_size": 50, "timing_images": 8, "fair.adapt_size": 80,
