@@ -29,7 +29,7 @@ def query_maps(tuned: Tuned, pixels: torch.Tensor, labels: torch.Tensor) -> dict
     text = tuned.text()
     grid = tuple(tuned.visual.grid_size)
     patches = localisation.patch_features(tuned.visual, tokens["patches"])
-    return {"logits": query_logits(tuned, tokens),
+    return {"logits": query_logits(tokens, text),
             "cls": models.attention_maps(tuned.handle, pixels, tuned.visual).mean(1),
             "text": localisation.patch_text_maps(patches, text[labels.to(text.device)], grid).cpu()}
 
@@ -52,15 +52,16 @@ def query_pixels(tuned: Tuned, dataset, episode: Episode) -> torch.Tensor:
 
 
 @torch.no_grad()
-def query_logits(tuned: Tuned, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(Q, N) logits of the text classifier alone on the queries' ``tokens`` (``Tuned.tokens``)."""
-    return (tokens["features"] @ tuned.text().T).cpu()
+def query_logits(tokens: dict[str, torch.Tensor], text: torch.Tensor) -> torch.Tensor:
+    """(Q, N) logits of the text classifier ``text`` (``Tuned.text``) alone on the queries' ``tokens``
+    (``Tuned.tokens``)."""
+    return (tokens["features"] @ text.T).cpu()
 
 
 @torch.no_grad()
 def query_accuracy(tuned: Tuned, pixels: torch.Tensor, labels: torch.Tensor) -> float:
     """Accuracy (%) of the text classifier alone on the query ``pixels`` (as the D-Trap code scores)."""
-    return metrics.accuracy(query_logits(tuned, tuned.tokens(pixels)), labels)
+    return metrics.accuracy(query_logits(tuned.tokens(pixels), tuned.text()), labels)
 
 
 @torch.no_grad()
@@ -73,7 +74,7 @@ def evaluate(tuned: Tuned, dataset, episode: Episode) -> dict[str, torch.Tensor]
     labels = episode.query_labels
     coverage = query_boxes(dataset, episode.query, tuned.handle.image_size, tuple(tuned.visual.grid_size))
     out = query_maps(tuned, pixels, labels) if coverage is not None else {
-        "logits": query_logits(tuned, tuned.tokens(pixels))}
+        "logits": query_logits(tuned.tokens(pixels), tuned.text())}
     result = {"accuracy": torch.tensor(metrics.accuracy(out["logits"], labels)),
               "predictions": out["logits"].argmax(1)}
     if coverage is not None:
